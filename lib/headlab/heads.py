@@ -1,0 +1,354 @@
+"""Where attention heads live, and how to read and edit them per head.
+
+Vocabulary (TransformerLens's):
+
+* ``z``        ``[batch, pos, head, d_head]`` one query head's output *before* W_O, i.e. the
+               input of the attention output projection (``o_proj`` / ``c_proj``), split per head.
+* ``pattern``  ``[batch, head, q, k]`` attention weights (needs eager attention).
+* ``v``        ``[batch, pos, head, d_head]`` value vectors, already mapped to *query* heads
+               (GQA / DHA aware: query head h reads KV head ``kv_map[h]``).
+
+One table (``LAYOUTS``) says where heads live per architecture, so no notebook names a module path.
+
+Capture::
+
+    with heads.capture(model, z=True, pattern=True) as cache:
+        model(ids)
+    cache.z[3]          # [batch, pos, head, d_head] of layer 3
+
+Intervene (per batch row, layer and head; the edit sees this forward's own activations)::
+
+    with heads.intervene(model, heads.zero(mask)):       # mask [layer, head] or [batch, layer, head]
+        model(ids)
+    with heads.intervene(model, my_edit, needs=("pattern",)):   # my_edit(view) -> new z or None
+        model(ids)
+
+An edit that needs the layer's pattern or values is applied after the attention module has
+run: its output is recomputed as ``o_proj(z_edited)``, so the result is exact either way.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+class AttentionImplError(RuntimeError):
+    """Raised when attention weights are asked of a model that does not run eager attention."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one architecture keeps its heads (attribute paths relative to the top model)."""
+
+    layers: str  # dotted path to the list of decoder blocks
+    attn: str  # attribute of a block: the attention module (returns (out, weights, ...))
+    o_proj: str  # attribute of the attention module whose *input* is z
+    v_proj: str  # attribute of the attention module producing values ("c_attn:2" = third of a fused qkv)
+    n_heads: str  # config attribute names
+    n_kv_heads: str | None
+    head_dim: str | None  # None: hidden // n_heads
+    hidden: str
+
+
+_LLAMA = Layout("model.layers", "self_attn", "o_proj", "v_proj", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_size")
+
+LAYOUTS: dict[str, Layout] = {
+    "llama": _LLAMA,  # SmolLM2, Llama 2/3
+    "gemma3_text": _LLAMA,  # Gemma-3 (q/k norms live inside the attention module; z is unaffected)
+    "gemma3": Layout("model.language_model.layers", "self_attn", "o_proj", "v_proj", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_size"),
+    "qwen2": _LLAMA,
+    "olmo2": _LLAMA,
+    "mistral": _LLAMA,
+    "gpt2": Layout("transformer.h", "attn", "c_proj", "c_attn:2", "n_head", None, None, "n_embd"),
+    "headlab": Layout("layers", "self_attn", "o_proj", "v_proj", "n_heads", "n_kv_heads", "d_head", "d_model"),
+}
+
+
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _config_of(model):
+    cfg = model.config
+    # gemma3 multimodal keeps the LM's numbers in text_config
+    return getattr(cfg, "text_config", None) or cfg if cfg.model_type == "gemma3" else cfg
+
+
+class Heads:
+    """A resolved view of a model's heads: counts, modules and the query->KV map per layer."""
+
+    def __init__(self, model: nn.Module):
+        mt = getattr(getattr(model, "config", None), "model_type", None)
+        if mt not in LAYOUTS:
+            raise KeyError(f"headlab.heads has no layout for model_type={mt!r}; known: {sorted(LAYOUTS)}. "
+                           "Add one line to headlab.heads.LAYOUTS.")
+        self.model, self.model_type, self.layout = model, mt, LAYOUTS[mt]
+        cfg = _config_of(model)
+        L = self.layout
+        self.n_heads = getattr(cfg, L.n_heads)
+        self.n_kv_heads = getattr(cfg, L.n_kv_heads) if L.n_kv_heads else self.n_heads
+        hidden = getattr(cfg, L.hidden)
+        self.d_head = (getattr(cfg, L.head_dim, None) if L.head_dim else None) or hidden // self.n_heads
+        self.blocks = list(_get(model, L.layers))
+        self.n_layers = len(self.blocks)
+
+    def attn(self, layer: int) -> nn.Module:
+        return getattr(self.blocks[layer], self.layout.attn)
+
+    def o_proj(self, layer: int) -> nn.Module:
+        return getattr(self.attn(layer), self.layout.o_proj)
+
+    def kv_map(self, layer: int) -> torch.Tensor:
+        """``[head]`` index of the V head each query head reads (GQA groups, or DHA's own map)."""
+        a = self.attn(layer)
+        if hasattr(a, "v_map"):
+            return a.v_map
+        return torch.arange(self.n_heads) // (self.n_heads // self.n_kv_heads)
+
+    def attn_implementation(self) -> str:
+        cfg = self.model.config
+        return getattr(cfg, "_attn_implementation", None) or getattr(cfg, "attn_impl", "unknown")
+
+    def require_eager(self, what: str = "attention patterns"):
+        impl = self.attn_implementation()
+        if impl != "eager":
+            raise AttentionImplError(
+                f"{what} need eager attention, but this model runs {impl!r}. Load it with "
+                f"headlab.models.load(..., attn='eager') or call model.set_attn_implementation('eager').")
+
+    def o_proj_weight_slice(self, layer: int, head: int) -> tuple[torch.Tensor, tuple]:
+        """The W_O parameter and the index of head's columns (as an index tuple into the weight)."""
+        w = self.o_proj(layer).weight
+        s = slice(head * self.d_head, (head + 1) * self.d_head)
+        # nn.Linear: [out, in]; GPT-2's Conv1D: [in, out]
+        return w, ((s,) if self.model_type == "gpt2" else (slice(None), s))
+
+    def __repr__(self):
+        return (f"Heads({self.model_type}: {self.n_layers} layers x {self.n_heads} query heads, "
+                f"{self.n_kv_heads} KV heads, d_head={self.d_head})")
+
+
+def _split(x: torch.Tensor, n: int) -> torch.Tensor:
+    """[batch, pos, n*d] -> [batch, pos, n, d]"""
+    return x.view(*x.shape[:-1], n, x.shape[-1] // n)
+
+
+def _layers(h: Heads, layers) -> list[int]:
+    return list(range(h.n_layers)) if layers is None else [int(l) for l in layers]
+
+
+@dataclass
+class Cache:
+    """Per-layer activations from one forward. Tensors are detached, on the model's device."""
+
+    z: dict[int, torch.Tensor] = field(default_factory=dict)  # [batch, pos, head, d_head]
+    pattern: dict[int, torch.Tensor] = field(default_factory=dict)  # [batch, head, q, k]
+    v: dict[int, torch.Tensor] = field(default_factory=dict)  # [batch, pos, head, d_head]
+
+    def stack(self, name: str) -> torch.Tensor:
+        """``[layer, ...]`` of one kind, layers in order."""
+        d = getattr(self, name)
+        return torch.stack([d[k] for k in sorted(d)])
+
+
+def _v_hook(h: Heads, layer: int, store: Callable[[torch.Tensor], None]):
+    spec = h.layout.v_proj
+    name, _, part = spec.partition(":")
+    module = getattr(h.attn(layer), name)
+    kv_map = h.kv_map(layer)
+
+    def hook(_m, _inp, out):
+        if part:  # fused qkv: take the requested third
+            out = out.chunk(3, dim=-1)[int(part)]
+        v = _split(out, out.shape[-1] // h.d_head)  # [batch, pos, kv_head, d_head]
+        store(v.index_select(2, kv_map.to(v.device)))  # [batch, pos, head, d_head]
+
+    return module.register_forward_hook(hook)
+
+
+def _attn_output_weights(out):
+    """The attention weights in an attention module's output tuple (None under sdpa)."""
+    return out[1] if isinstance(out, tuple) and len(out) > 1 else None
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, z: bool = True, pattern: bool = False, v: bool = False,
+            layers: Iterable[int] | None = None, detach: bool = True):
+    """Record ``z`` (o_proj input), ``pattern`` (eager only) and ``v`` for the given layers."""
+    h = Heads(model)
+    if pattern:
+        h.require_eager()
+    cache, handles = Cache(), []
+    prep = (lambda t: t.detach()) if detach else (lambda t: t)
+    try:
+        for l in _layers(h, layers):
+            if z:
+                def zhook(_m, args, l=l):
+                    cache.z[l] = prep(_split(args[0], h.n_heads))
+                handles.append(h.o_proj(l).register_forward_pre_hook(zhook))
+            if pattern:
+                def phook(_m, _inp, out, l=l):
+                    w = _attn_output_weights(out)
+                    if w is None:
+                        raise AttentionImplError(f"layer {l} returned no attention weights; use eager attention")
+                    cache.pattern[l] = prep(w)
+                handles.append(h.attn(l).register_forward_hook(phook))
+            if v:
+                handles.append(_v_hook(h, l, lambda t, l=l: cache.v.__setitem__(l, prep(t))))
+        yield cache
+    finally:
+        for hd in handles:
+            hd.remove()
+
+
+@dataclass
+class HeadView:
+    """What an edit function sees for one layer of one forward pass."""
+
+    layer: int
+    z: torch.Tensor  # [batch, pos, head, d_head]
+    pattern: torch.Tensor | None = None  # [batch, head, q, k]
+    v: torch.Tensor | None = None  # [batch, pos, head, d_head]
+    heads: Heads | None = None
+
+    @property
+    def valid(self) -> torch.Tensor | None:
+        """``[batch, pos]`` bool of real (non-padding) tokens, when the caller declared it with
+        ``token_mask``; None means every position is real."""
+        return getattr(_valid, "mask", None)
+
+
+Edit = Callable[[HeadView], "torch.Tensor | None"]
+_reentry = threading.local()
+_valid = threading.local()
+
+
+@contextlib.contextmanager
+def token_mask(valid: torch.Tensor | None):
+    """Declare which positions of the batch being run are real tokens (``[batch, pos]`` bool), so
+    per-input head statistics inside edits can ignore right-padding (``HeadView.valid``)."""
+    old = getattr(_valid, "mask", None)
+    _valid.mask = valid
+    try:
+        yield
+    finally:
+        _valid.mask = old
+
+
+@contextlib.contextmanager
+def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
+              needs: Iterable[str] = ()):
+    """Apply ``edit(view) -> z'`` (or None for "unchanged") at the o_proj input of each layer.
+
+    ``needs`` may contain "pattern" and/or "v": the edit then also sees this layer's attention
+    weights / value vectors from the same forward (eager attention required for "pattern").
+    """
+    h = Heads(model)
+    needs = set(needs)
+    if needs - {"pattern", "v"}:
+        raise ValueError(f"needs may contain 'pattern' and 'v', not {needs - {'pattern', 'v'}}")
+    if "pattern" in needs:
+        h.require_eager("edits that read attention patterns")
+    handles = []
+    try:
+        for l in _layers(h, layers):
+            if not needs:
+                def pre(_m, args, l=l):
+                    if getattr(_reentry, "on", False):
+                        return None
+                    z = _split(args[0], h.n_heads)
+                    new = edit(HeadView(l, z, heads=h))
+                    if new is None:
+                        return None
+                    return (new.reshape(args[0].shape),) + tuple(args[1:])
+                handles.append(h.o_proj(l).register_forward_pre_hook(pre))
+                continue
+            seen: dict = {}
+
+            def zpre(_m, args, seen=seen):
+                if not getattr(_reentry, "on", False):
+                    seen["z"] = args[0]
+            handles.append(h.o_proj(l).register_forward_pre_hook(zpre))
+            if "v" in needs:
+                handles.append(_v_hook(h, l, lambda t, seen=seen: seen.__setitem__("v", t)))
+
+            def post(module, _inp, out, l=l, seen=seen):
+                flat = seen.pop("z")
+                z = _split(flat, h.n_heads)
+                view = HeadView(l, z, pattern=_attn_output_weights(out), v=seen.pop("v", None), heads=h)
+                new = edit(view)
+                if new is None:
+                    return None
+                _reentry.on = True
+                try:  # recompute the attention output from the edited z (hooks on o_proj see z')
+                    attn_out = getattr(module, h.layout.o_proj)(new.reshape(flat.shape))
+                finally:
+                    _reentry.on = False
+                return (attn_out,) + tuple(out[1:]) if isinstance(out, tuple) else attn_out
+            handles.append(h.attn(l).register_forward_hook(post))
+        yield h
+    finally:
+        for hd in handles:
+            hd.remove()
+
+
+def _per_row(t: torch.Tensor, layer: int, z: torch.Tensor) -> torch.Tensor:
+    """Broadcast a [layer, head] or [batch, layer, head] table to z's [batch, 1, head, 1]."""
+    t = t.to(z.device)
+    sel = t[layer] if t.dim() == 2 else t[:, layer]  # [head] or [batch, head]
+    if sel.dim() == 1:
+        sel = sel[None]
+    return sel[:, None, :, None]
+
+
+def zero(mask: torch.Tensor) -> Edit:
+    """Zero heads where ``mask`` is True. mask: bool ``[layer, head]`` or ``[batch, layer, head]``."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+
+    def edit(view: HeadView):
+        m = _per_row(mask, view.layer, view.z)
+        return None if not m.any() else view.z.masked_fill(m, 0.0)
+    return edit
+
+
+def scale(factors: torch.Tensor) -> Edit:
+    """Multiply each head's z by ``factors`` ``[layer, head]`` or ``[batch, layer, head]``."""
+    factors = torch.as_tensor(factors, dtype=torch.float32)
+
+    def edit(view: HeadView):
+        return view.z * _per_row(factors, view.layer, view.z).to(view.z.dtype)
+    return edit
+
+
+def replace(new_z: dict[int, torch.Tensor], mask: torch.Tensor) -> Edit:
+    """Replace z by ``new_z[layer]`` (``[batch, pos, head, d_head]``, e.g. from another input's
+    cache) where ``mask`` (``[layer, head]`` or ``[batch, layer, head]``) is True."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+
+    def edit(view: HeadView):
+        m = _per_row(mask, view.layer, view.z)
+        if not m.any():
+            return None
+        return torch.where(m, new_z[view.layer].to(view.z), view.z)
+    return edit
+
+
+def zero_where(select: Callable[[HeadView], torch.Tensor]) -> Edit:
+    """Zero the heads that ``select(view) -> bool [batch, head]`` picks, decided per input from
+    this forward's own activations (the dormant-heads protocol). Remembers what it zeroed in
+    ``edit.zeroed[layer]`` (``[batch, head]`` bool) for reporting."""
+    zeroed: dict[int, torch.Tensor] = {}
+
+    def edit(view: HeadView):
+        m = select(view).to(torch.bool)  # [batch, head]
+        zeroed[view.layer] = m.detach().cpu()
+        return view.z.masked_fill(m[:, None, :, None], 0.0)
+    edit.zeroed = zeroed  # type: ignore[attr-defined]
+    return edit

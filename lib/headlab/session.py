@@ -1,0 +1,56 @@
+"""The first and last code cells of every notebook: determinism, style, timing, versions.
+
+    S = session.start(P)          # seeds, threads, plot style, device; starts the section timer
+    with S.section("fig4"): ...   # wall time per section, reported by the footer
+    S.footer()                    # versions, device, wall time per section
+"""
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+
+import torch
+
+from .figures import style
+from .train import seed_everything, set_threads
+
+
+class Session:
+    def __init__(self, P):
+        self.P = P
+        self.t0 = time.time()
+        self.times: dict[str, float] = {}
+        seed_everything(int(P.get("seed", 0)))
+        self.threads = set_threads()
+        self.device = torch.device(P.get("device", "cpu"))
+        torch.use_deterministic_algorithms(self.device.type == "cpu", warn_only=True)
+        style()
+
+    @contextlib.contextmanager
+    def section(self, name: str):
+        t = time.time()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.time() - t
+
+    def footer(self) -> str:
+        import matplotlib
+        import numpy
+        import pandas
+        import transformers
+
+        from . import __version__
+
+        dev = torch.cuda.get_device_name(0) if self.device.type == "cuda" else f"CPU ({platform.machine()}, {self.threads} threads)"
+        lines = [f"headlab {__version__} | profile {self.P.profile} | device {dev}",
+                 f"python {platform.python_version()} | torch {torch.__version__} | transformers {transformers.__version__} | "
+                 f"numpy {numpy.__version__} | pandas {pandas.__version__} | matplotlib {matplotlib.__version__}",
+                 f"total wall time {time.time() - self.t0:.0f} s"]
+        lines += [f"  {k:<28} {v:6.1f} s" for k, v in self.times.items()]
+        return "\n".join(lines)
+
+
+def start(P) -> Session:
+    return Session(P)
