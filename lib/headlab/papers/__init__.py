@@ -1,0 +1,1 @@
+"""Each paper's method as plain functions; notebooks call these, they import only the core."""

@@ -1,0 +1,116 @@
+"""Bad input fails early and clearly; claims verdicts follow the numbers; figures are atomic."""
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from headlab import figures, profiles, run  # noqa: E402
+from headlab.__main__ import main  # noqa: E402
+from headlab.claims import Claims  # noqa: E402
+
+
+def test_resolve_smoke_and_overrides():
+    P = profiles.resolve("00_headlab_tour", "smoke", seed=3)
+    assert P.profile == "smoke" and P.seed == 3 and P.paper == "tour"
+
+
+@pytest.mark.parametrize("args,match", [
+    (("00_headlab_tour", "fast"), "unknown profile 'fast'"),
+    (("99_nope", "smoke"), "unknown notebook '99_nope'"),
+])
+def test_resolve_rejects_unknown_names(args, match):
+    with pytest.raises(profiles.ProfileError, match=match):
+        profiles.resolve(*args)
+
+
+def test_resolve_rejects_unknown_parameter():
+    with pytest.raises(profiles.ProfileError, match="unknown parameter"):
+        profiles.resolve("00_headlab_tour", "smoke", sead=1)
+
+
+def test_gpu_profile_without_gpu(monkeypatch):
+    monkeypatch.setattr(profiles, "_gpu_available", lambda: False)
+    with pytest.raises(profiles.ProfileError, match="needs a CUDA GPU"):
+        profiles.resolve("00_headlab_tour", "gpu")
+
+
+def test_paper_profile_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(profiles.ProfileError, match="hub"):
+        profiles.resolve("00_headlab_tour", "paper")
+
+
+def test_profiles_inherit_and_every_notebook_has_all_three():
+    for nb in profiles.NOTEBOOKS.values():
+        assert set(nb.params) == set(profiles.PROFILES)
+        assert set(nb.params["smoke"]) == set(nb.params["gpu"]) == set(nb.params["paper"])
+
+
+def test_cli_errors_before_compute(capsys, monkeypatch):
+    monkeypatch.setattr(profiles, "_gpu_available", lambda: False)
+    assert main(["run", "--profile", "warp"]) == 2
+    assert main(["run", "--profile", "smoke", "99_nope"]) == 2
+    assert main(["run", "--profile", "gpu", "00_headlab_tour"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown profile 'warp'" in err and "unknown notebook" in err and "CUDA GPU" in err
+
+
+def test_claim_verdicts_follow_the_numbers():
+    C = Claims("test", "smoke")
+    assert C.add("a", "x", 10.0, 10.4, tolerance=0.5).verdict == "reproduced"
+    assert C.add("b", "x", 10.0, 10.9, tolerance=0.5).verdict == "partly"
+    assert C.add("c", "x", 10.0, 12.0, tolerance=0.5).verdict == "not reproduced"
+    assert C.add("d", "x", "rises", "falls", holds=False).verdict == "not reproduced"
+    assert C.add("e", "x", "rises", "flat", holds=False, partly=True).verdict == "partly"
+    assert C.untestable("f", "x", 45.97, "needs Llama-3.1-8B").verdict == "not testable here"
+    with pytest.raises(ValueError):
+        C.add("g", "x", 1, 2)  # no basis for a verdict
+    t = C.table()
+    assert list(t.claim_id) == list("abcdef") and t.loc[0, "tolerance"] == "±0.5"
+
+
+def test_figure_save_is_atomic_and_keeps_last_good(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    df = pd.DataFrame({"x": [0, 1], "y": [1.0, 0.0]})
+    png = figures.save(fig, df, "p", "smoke", "fig1")
+    good = png.read_bytes()
+    assert png.exists() and (tmp_path / "p/smoke/fig1.csv").read_text().startswith("x,y")
+
+    class Boom(Exception):
+        pass
+
+    def broken_savefig(*a, **k):
+        raise Boom()
+    monkeypatch.setattr(fig, "savefig", broken_savefig)
+    with pytest.raises(Boom):
+        figures.save(fig, None, "p", "smoke", "fig1")
+    assert png.read_bytes() == good
+    assert sorted(os.listdir(tmp_path / "p/smoke")) == ["fig1.csv", "fig1.png"]  # no temp files left
+
+
+def test_runner_cleans_executed_notebooks():
+    nb = {"metadata": {"papermill": {"duration": 1}, "kernelspec": {}}, "cells": [
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "execution_count": 2, "outputs": [], "source": ""},
+        {"cell_type": "code", "metadata": {"papermill": {"duration": 3}, "execution": {}}, "execution_count": 7,
+         "outputs": [], "source": ""}]}
+    out = run.clean(json.loads(json.dumps(nb)), drop_injected=True)
+    assert "papermill" not in out["metadata"] and len(out["cells"]) == 1
+    assert out["cells"][0]["metadata"] == {} and out["cells"][0]["execution_count"] == 1
+
+
+def test_stored_notebooks_are_registered_and_have_parameters_cells():
+    from headlab.paths import NOTEBOOKS_DIR
+    stored = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+    assert stored, "no notebooks stored"
+    for name in stored:
+        assert name in profiles.NOTEBOOKS, f"{name} is not registered in headlab.profiles.NOTEBOOKS"
+        cells = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())["cells"]
+        assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
+        assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
