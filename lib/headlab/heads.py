@@ -78,7 +78,9 @@ def _get(obj, dotted: str):
 def _config_of(model):
     cfg = model.config
     # gemma3 multimodal keeps the LM's numbers in text_config
-    return getattr(cfg, "text_config", None) or cfg if cfg.model_type == "gemma3" else cfg
+    if cfg.model_type == "gemma3":
+        return getattr(cfg, "text_config", None) or cfg
+    return cfg
 
 
 class Heads:
