@@ -29,8 +29,9 @@ def progress_bar(iterable, desc: str, enabled: bool = True, **kw):
 
 
 def set_threads(n: int | None = None) -> int:
-    """Use ``n`` intra-op threads (default: all cores, capped at 8 - small models stop scaling)."""
-    n = n or min(os.cpu_count() or 1, 8)
+    """Use ``n`` intra-op threads (default: ``$HEADLAB_THREADS``, else all cores capped at 8 - small
+    models stop scaling)."""
+    n = n or int(os.environ.get("HEADLAB_THREADS") or 0) or min(os.cpu_count() or 1, 8)
     torch.set_num_threads(n)
     return n
 
