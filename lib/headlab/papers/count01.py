@@ -353,7 +353,10 @@ def train_many(jobs: list[tuple], workers: int = 1, progress: bool = True, cache
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+    # fork is fast and needs no re-import, but a process that has initialised CUDA cannot fork workers
+    # that touch torch; fall back to spawn then (same results: each run seeds its own RNGs)
+    ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
         return list(progress_bar(ex.map(_train_worker, args), "Count01 runs", progress, total=len(args)))
 
 
