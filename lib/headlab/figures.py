@@ -33,11 +33,19 @@ def out_dir(paper: str, profile: str) -> Path:
     return d
 
 
+def readable(path) -> None:
+    """mkstemp creates files 0600; give the published file the usual umask-based mode instead."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _atomic_write(path: Path, write):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
+        readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

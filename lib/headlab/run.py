@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .figures import readable
 from .paths import FIGURES_DIR, NOTEBOOKS_DIR
 from .profiles import NOTEBOOKS, PROFILES, ProfileError, resolve
 
@@ -81,6 +82,7 @@ def run_one(name: str, profile: str) -> tuple[bool, float, str]:
         return False, time.time() - t0, (msg[-1] if msg else type(e).__name__) + f" (see {failed.relative_to(FIGURES_DIR.parent)})"
     d = clean(json.loads(Path(tmp).read_text()), drop_injected=profile == "smoke")
     Path(tmp).write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
+    readable(tmp)
     os.replace(tmp, dest)
     (fig_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
     return True, time.time() - t0, str(dest.relative_to(FIGURES_DIR.parent))

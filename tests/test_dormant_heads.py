@@ -1,0 +1,254 @@
+"""headlab.papers.dormant_heads: statistics on hand-made curves, score functions against hand
+computation on a tiny random headlab model (with right padding), thresholds, per-input in-pass
+zeroing, the batched multiple-choice scorer, and the generated data."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from headlab import eval as ev
+from headlab import heads
+from headlab.data import ByteTokenizer, MCItem
+from headlab.nn import Config, HeadlabLM
+from headlab.papers import dormant_heads as D
+
+
+# ---------------------------------------------------------------- statistics -------------------
+
+def test_largest_within_single_crossing():
+    # baseline 50, line at 49: crosses between x=5 (y=50) and x=10 (y=48) at 7.5
+    assert D.largest_within([0, 5, 10, 15], [50, 50, 48, 40], 50.0) == pytest.approx(7.5)
+
+
+def test_largest_within_takes_last_crossing():
+    # down at 2.5, up at 7.5, down again between 10 and 15 at 10 + 5/3
+    x = D.largest_within([0, 5, 10, 15], [50, 48, 50, 47], 50.0)
+    assert x == pytest.approx(10 + 5 / 3)
+
+
+def test_largest_within_point_on_line_and_never_crossing():
+    assert D.largest_within([0, 5, 10], [50, 49, 45], 50.0) == 5.0
+    # never leaves the band: 0 by the official definition, flagged by stays_within
+    assert D.largest_within([0, 5, 10], [50, 50.5, 49.5], 50.0) == 0.0
+    assert D.stays_within([50, 50.5, 49.5], 50.0)
+    assert not D.stays_within([50, 48.9], 50.0)
+    # tolerance is absolute points
+    assert D.largest_within([0, 10], [50, 40], 50.0, tol=2.0) == pytest.approx(2.0)
+
+
+def test_normalised_auc():
+    assert D.normalised_auc([0, 10, 20], [50, 40, 30]) == pytest.approx(40.0)
+    # points in threshold order, not re-sorted (a backward step subtracts area)
+    assert D.normalised_auc([0, 10, 5], [1, 1, 1]) == pytest.approx((10 - 5) / 10)
+
+
+def test_curve_stats_nll_uses_relative_tolerance():
+    import pandas as pd
+
+    rows = [{"model": "m", "task": "text_nll", "score": "s", "label": "S", "quantile": q, "achieved_pct": x,
+             "metric": y, "baseline": 2.0} for q, x, y in [(0, 0, 2.0), (0.1, 10, 2.02), (0.2, 20, 2.06)]]
+    st = D.curve_stats(pd.DataFrame(rows))
+    # the loss may rise by 1% of 2.0 = 0.02: reached exactly at x=10 (a point on the line)
+    assert st.within_tol_pct.iloc[0] == pytest.approx(10.0)
+
+
+def test_threshold_tails_and_flag_fraction():
+    s = np.arange(1000, dtype=float)
+    lo = D.threshold(s, 0.1, flag_high=False)
+    hi = D.threshold(s, 0.1, flag_high=True)
+    assert D.flagged(s, lo, False).mean() == pytest.approx(0.1, abs=0.002)
+    assert D.flagged(s, hi, True).mean() == pytest.approx(0.1, abs=0.002)
+    assert not D.flagged(s, D.threshold(s, 0.0, False), False).any()  # 0%: nothing flagged
+    assert not D.flagged(s, D.threshold(s, 0.0, True), True).any()
+
+
+def test_permutation_and_overlap():
+    v = np.r_[np.zeros(20), np.ones(20)]
+    assert D.permutation_test(v, ["a"] * 20 + ["b"] * 20, n_perm=200) < 0.05
+    rng = np.random.default_rng(0)
+    a = rng.random((10, 3, 4))
+    ov = D.selection_overlap({"ahon": a, "ahon_ln": a.copy()}, ["ahon", "ahon_ln"], 0.2)
+    assert (ov.iou == 1.0).all()
+
+
+# ---------------------------------------------------------------- scores on a tiny model -------
+
+def tiny(attn="eager"):
+    torch.manual_seed(0)
+    return HeadlabLM(Config(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32,
+                            attn_impl=attn)).eval()
+
+
+SEQS = [[1, 5, 7, 9, 11, 3, 4], [1, 8, 2, 6], [1, 4, 4, 4, 4]]
+
+
+def padded():
+    T = max(map(len, SEQS))
+    ids = torch.zeros(len(SEQS), T, dtype=torch.long)
+    valid = torch.zeros(len(SEQS), T, dtype=torch.bool)
+    for i, s in enumerate(SEQS):
+        ids[i, :len(s)] = torch.tensor(s)
+        valid[i, :len(s)] = True
+    return ids, valid
+
+
+def record(model, ids, valid, names):
+    with heads.token_mask(valid):
+        s, _ = D.record_scores(model, lambda: model(ids), names)
+    return s
+
+
+def test_scores_match_hand_computation_with_padding():
+    m = tiny()
+    ids, valid = padded()
+    names = ["ahon", "ahon_ln", "awft", "awft_ln", "entropy", "ftvvn", "avvn", "lthon", "lthon_ln", "lthon_hn",
+             "ahon_wo"]
+    got = record(m, ids, valid, names)
+    for b, seq in enumerate(SEQS):  # each input alone, no padding: the reference
+        with heads.capture(m, z=True, pattern=True, v=True) as c:
+            m(torch.tensor([seq]))
+        S = len(seq)
+        for l in range(2):
+            z, A, v = c.z[l][0], c.pattern[l][0], c.v[l][0]  # [pos, head, d], [head, q, k], [pos, head, d]
+            for h in range(4):
+                norms = [float(z[i, h].norm()) for i in range(S)]
+                ref_ahon = sum(norms) / S
+                ref_awft = sum(float(A[h, i, 0]) for i in range(S)) / S
+                ref_ent = sum(-sum(float(a) * math.log(float(a)) for a in A[h, i, :i + 1] if a > 0) for i in range(S)) / S
+                W = m.layers[l].self_attn.o_proj.weight.detach()[:, h * 8:(h + 1) * 8]
+                ref_wo = sum(float((W @ z[i, h]).norm()) for i in range(S)) / S
+                assert got["ahon"][b, l, h] == pytest.approx(ref_ahon, rel=1e-5)
+                assert got["awft"][b, l, h] == pytest.approx(ref_awft, rel=1e-5)
+                assert got["entropy"][b, l, h] == pytest.approx(ref_ent, rel=1e-4, abs=1e-6)
+                assert got["ftvvn"][b, l, h] == pytest.approx(float(v[0, h].norm()), rel=1e-5)
+                assert got["avvn"][b, l, h] == pytest.approx(sum(float(v[i, h].norm()) for i in range(S)) / S, rel=1e-5)
+                assert got["lthon"][b, l, h] == pytest.approx(norms[-1], rel=1e-5)
+                assert got["lthon_hn"][b, l, h] == pytest.approx(norms[-1] / ref_ahon, rel=1e-5)
+                assert got["ahon_wo"][b, l, h] == pytest.approx(ref_wo, rel=1e-5)
+    # (LN): divided by the mean over the same layer's heads, for the same input
+    np.testing.assert_allclose(got["ahon_ln"], got["ahon"] / got["ahon"].mean(-1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(got["awft_ln"], got["awft"] / got["awft"].mean(-1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(got["lthon_ln"], got["lthon"] / got["ahon"].mean(-1, keepdims=True), rtol=1e-5)
+
+
+def test_value_scores_equal_within_gqa_group():
+    m = tiny()
+    ids, valid = padded()
+    s = record(m, ids, valid, ["ftvvn", "avvn"])
+    for name in ("ftvvn", "avvn"):  # 4 query heads, 2 KV heads: groups {0,1}, {2,3}
+        np.testing.assert_allclose(s[name][..., 0], s[name][..., 1], rtol=1e-6)
+        np.testing.assert_allclose(s[name][..., 2], s[name][..., 3], rtol=1e-6)
+
+
+def test_zero_all_and_nothing():
+    m = tiny()
+    ids, valid = padded()
+    with torch.no_grad():
+        base = m(ids).logits
+        with heads.token_mask(valid), heads.intervene(m, heads.zero_where(sel := D.Selector("ahon", -1.0))):
+            same = m(ids).logits
+        assert sel.achieved_pct() == 0.0
+        assert torch.equal(same, base)
+        with heads.token_mask(valid), heads.intervene(m, heads.zero_where(sel := D.Selector("ahon", float("inf")))):
+            dead = m(ids).logits
+        with heads.intervene(m, heads.zero(torch.ones(2, 4, dtype=torch.bool))):
+            ref = m(ids).logits
+    assert sel.achieved_pct() == 100.0
+    torch.testing.assert_close(dead, ref)
+
+
+def test_in_pass_choices_cascade_and_replay_statically():
+    """The per-input, per-layer choices made inside the forward, replayed as a fixed
+    [batch, layer, head] mask, give the same forward: the scores at layer 1 were computed on
+    the stream already changed by layer 0's zeroing."""
+    m = tiny()
+    ids, valid = padded()
+    with torch.no_grad(), heads.token_mask(valid):
+        edit = heads.zero_where(sel := D.Selector("ahon_ln", 1.0))
+        with heads.intervene(m, edit):
+            out = m(ids).logits
+        mask = torch.stack([edit.zeroed[l] for l in range(2)], dim=1)  # [batch, layer, head]
+        with heads.intervene(m, heads.zero(mask)):
+            replay = m(ids).logits
+        # flags differ per input (the per-input protocol), and some heads are zeroed
+        assert 0 < mask.float().mean() < 1
+        clean = record(m, ids, valid, ["ahon_ln"])["ahon_ln"]
+    torch.testing.assert_close(out, replay)
+    assert sel.achieved_pct() == pytest.approx(100 * mask.float().mean().item())
+    # layer 0 sees the clean stream, so its choices equal the clean-pass flags
+    np.testing.assert_array_equal(mask[:, 0].numpy(), clean[:, 0] < 1.0)
+
+
+def test_random_selection_rate_and_seed():
+    m = tiny()
+    ids = torch.randint(0, 50, (64, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with heads.intervene(m, heads.zero_where(a := D.Selector("random", 0.3, seed=1))):
+            m(ids)
+        with heads.intervene(m, heads.zero_where(b := D.Selector("random", 0.3, seed=1))):
+            m(ids)
+    assert 20 < a.achieved_pct() < 40
+    assert a.achieved_pct() == b.achieved_pct()
+
+
+def test_batched_mc_equals_headlab_multiple_choice():
+    tok = ByteTokenizer()
+    torch.manual_seed(0)
+    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    items = [MCItem("abc", (" d", " xy", " q"), 0), MCItem("hello wor", ("ld", "m"), 1),
+             MCItem("1, 2, 3,", (" 4", " 5", " 44", " 6"), 2)]
+    ref = ev.multiple_choice(m, tok, items, bos=True, batch_size=4, progress=False)
+    got = D.mc_accuracy(m, tok, items, bos=True, batch_size=4)
+    np.testing.assert_allclose(got["logprobs"], ref["logprobs"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["correct"], ref["correct"])
+
+
+def test_sweep_on_tiny_model():
+    torch.manual_seed(0)
+    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    tok = ByteTokenizer()
+    task = D.Task("toy_nll", "nll", ["the cat sat on the mat", "a b c d e f g", "hello hello"], bos=True, max_len=32)
+    cal = D.calibrate(m, tok, task, ["ahon_ln", "awft"])
+    assert cal.scores["ahon_ln"].shape == (3, 2, 4)
+    curves, extra = D.sweep(m, tok, task, ["random", "ahon_ln", "awft"], [0.0, 0.25, 0.5], cal, model_name="tiny")
+    assert len(curves) == 9
+    z = curves[curves["quantile"] == 0.0]
+    assert (z.achieved_pct == 0).all() and (z.metric == cal.baseline).all()
+    assert (curves[curves["quantile"] > 0].achieved_pct > 0).all()
+
+
+# ---------------------------------------------------------------- data -------------------------
+
+def test_generated_mc_is_deterministic_and_well_formed():
+    a, b = D.generated_mc(5, seed=3), D.generated_mc(5, seed=3)
+    assert a == b and len(a) == 5 * len(D.MC_KINDS)
+    for it in a:
+        assert len(it.choices) == 4 and len(set(it.choices)) == 4 and 0 <= it.answer < 4
+        assert all(c.startswith(" ") for c in it.choices)
+    days = [it for it in a if it.subject == "days"][0]
+    shown = days.prompt.rstrip(",").split(", ")
+    assert days.choices[days.answer].strip() == D.DAYS[(D.DAYS.index(shown[-1]) + 1) % 7]
+
+
+def test_bigram_backcopy_rule():
+    bb = D.BigramBackcopy(vocab=20, n_triggers=3, seed=0)
+    x = bb.sample(50, 30, seed=1)
+    assert (x[:, 0] == 0).all() and (x[:, 1:] > 0).all()
+    pos = np.argwhere(bb.copy_positions(x))
+    assert len(pos) > 0
+    for i, t in pos:
+        assert x[i, t + 1] == x[i, t - 1]
+    free = bb.sample(50, 30, seed=1, trigger_free=True)
+    assert not bb.is_trigger[free].any()
+
+
+def test_plateau_and_flip_rate():
+    steps = [0, 100, 200, 300, 400, 500]
+    f = [0, 0, 0.1, 0.2, 0.19, 0.21]  # final level (last 20%) 0.21; 80% of it = 0.168
+    assert D.plateau_step(steps, f, window=1) == 300
+    assert D.plateau_step(steps, f) == 500  # trailing 3-point mean reaches 0.168 only at 500
+    assert D.plateau_step(steps, [0, 0, 0, 0, 0, 0]) is None
+    a, b = np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
+    b[0, 0, 0] = True
+    assert D.flip_rate([a, b, b]) == [1 / 8, 0.0]
