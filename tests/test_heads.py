@@ -207,6 +207,34 @@ def test_pattern_aware_edit_is_exact_and_sees_same_forward():
     torch.testing.assert_close(got, ref, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("n_zeroed", [1, 4])  # 1 head: W_O-column correction; all 4: full recompute
+def test_pattern_aware_zeroing_matches_pre_hook_zeroing(family, n_zeroed):
+    """Both output paths of a pattern-reading edit (the changed heads' W_O columns, or a full
+    o_proj recompute) equal zeroing the same heads before o_proj, per row, in every layer."""
+    model = tiny(family)
+    mask = torch.zeros(IDS.shape[0], 3, 4, dtype=torch.bool)  # [batch, layer, head]
+    mask[0, :, :n_zeroed] = True  # row 0 only: row 1 must stay untouched
+    mask[1, 2, 3] = True
+    e = heads.zero_where(lambda view: mask[:, view.layer].clone())
+    with torch.no_grad(), heads.intervene(model, e, needs=("pattern",)):
+        got = model(IDS).logits
+    with torch.no_grad(), heads.intervene(model, heads.zero(mask)):
+        ref = model(IDS).logits
+    torch.testing.assert_close(got, ref, atol=TOL, rtol=0)
+
+
+def test_capture_inside_pattern_edit_sees_edited_z():
+    """A capture nested in a pattern-reading edit sees z' (the correction then recomputes o_proj)."""
+    model = tiny("llama")
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    mask[1, 2] = True
+    with torch.no_grad(), heads.intervene(model, heads.zero(mask), needs=("pattern",)):
+        with heads.capture(model, z=True) as c:
+            model(IDS)
+    assert c.z[1][:, :, 2].abs().max() == 0 and c.z[1][:, :, 1].abs().max() > 0
+
+
 def test_scale_and_replace():
     model = tiny("qwen2")
     with torch.no_grad():

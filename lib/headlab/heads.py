@@ -24,7 +24,8 @@ Intervene (per batch row, layer and head; the edit sees this forward's own activ
         model(ids)
 
 An edit that needs the layer's pattern or values is applied after the attention module has
-run: its output is recomputed as ``o_proj(z_edited)``, so the result is exact either way.
+run: its output is corrected to ``o_proj(z_edited)`` (through the changed heads' columns of W_O
+only, when few heads changed), so the result is exact either way.
 """
 from __future__ import annotations
 
@@ -175,6 +176,35 @@ def _v_hook(h: Heads, layer: int, store: Callable[[torch.Tensor], None]):
     return module.register_forward_hook(hook)
 
 
+def _corrected_output(h: "Heads", module: nn.Module, out, flat: torch.Tensor, new: torch.Tensor,
+                      own_hook: int) -> torch.Tensor:
+    """The attention output for the edited ``new`` z ``[batch, pos, head, d_head]`` given the output
+    ``out`` already computed from ``flat`` z ``[batch, pos, head * d_head]``.
+
+    o_proj is linear, so o_proj(z') = o_proj(z) + W_O (z' - z); when few heads changed (zeroing a
+    fraction of heads) only their columns of W_O are multiplied, which is cheaper than recomputing
+    o_proj. With more than half the heads changed, or when other hooks sit on o_proj (a capture or a
+    second intervention, which must see z'), o_proj(z') is recomputed instead."""
+    o_proj = getattr(module, h.layout.o_proj)
+    dz = new.reshape(flat.shape) - flat  # [batch, pos, head * d_head]
+    touched = dz.unflatten(-1, (h.n_heads, h.d_head)).ne(0).any(-1).flatten(0, -2).any(0)  # [head]
+    n = int(touched.sum())
+    base = out[0] if isinstance(out, tuple) else out
+    if n == 0:
+        return base
+    if 2 * n > h.n_heads or o_proj._forward_hooks or set(o_proj._forward_pre_hooks) - {own_hook}:
+        _reentry.on = True
+        try:  # recompute the attention output from the edited z (hooks on o_proj see z')
+            return o_proj(new.reshape(flat.shape))
+        finally:
+            _reentry.on = False
+    heads_idx = touched.nonzero().flatten()
+    cols = (heads_idx[:, None] * h.d_head + torch.arange(h.d_head, device=heads_idx.device)).flatten()
+    w = o_proj.weight  # nn.Linear: [out, in]; GPT-2's Conv1D: [in, out]
+    w_cols = w[cols] if h.model_type == "gpt2" else w[:, cols].T  # [k * d_head, d_model]
+    return base + dz[..., cols] @ w_cols
+
+
 def _attn_output_weights(out):
     """The attention weights in an attention module's output tuple (None under sdpa)."""
     return out[1] if isinstance(out, tuple) and len(out) > 1 else None
@@ -277,22 +307,19 @@ def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
             def zpre(_m, args, seen=seen):
                 if not getattr(_reentry, "on", False):
                     seen["z"] = args[0]
-            handles.append(h.o_proj(l).register_forward_pre_hook(zpre))
+            zh = h.o_proj(l).register_forward_pre_hook(zpre)
+            handles.append(zh)
             if "v" in needs:
                 handles.append(_v_hook(h, l, lambda t, seen=seen: seen.__setitem__("v", t)))
 
-            def post(module, _inp, out, l=l, seen=seen):
+            def post(module, _inp, out, l=l, seen=seen, own=zh.id):
                 flat = seen.pop("z")
                 z = _split(flat, h.n_heads)
                 view = HeadView(l, z, pattern=_attn_output_weights(out), v=seen.pop("v", None), heads=h)
                 new = edit(view)
                 if new is None:
                     return None
-                _reentry.on = True
-                try:  # recompute the attention output from the edited z (hooks on o_proj see z')
-                    attn_out = getattr(module, h.layout.o_proj)(new.reshape(flat.shape))
-                finally:
-                    _reentry.on = False
+                attn_out = _corrected_output(h, module, out, flat, new, own)
                 return (attn_out,) + tuple(out[1:]) if isinstance(out, tuple) else attn_out
             handles.append(h.attn(l).register_forward_hook(post))
         yield h
