@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 from headlab import figures, profiles, run  # noqa: E402
 from headlab.__main__ import main  # noqa: E402
 from headlab.claims import Claims  # noqa: E402
+from headlab.profiles import ProfileError  # noqa: E402
 
 
 def test_resolve_smoke_and_overrides():
@@ -114,3 +115,15 @@ def test_stored_notebooks_are_registered_and_have_parameters_cells():
         cells = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())["cells"]
         assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
         assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
+
+
+def test_run_knobs_are_parsed_and_checked_before_compute():
+    from headlab.run import check_params, parse_params
+
+    assert parse_params(["pretrained=false", "parts=[\"ctx_sweep\"]", "grid=full", "n=3"]) == \
+        {"pretrained": False, "parts": ["ctx_sweep"], "grid": "full", "n": 3}
+    with pytest.raises(ProfileError, match="NAME=VALUE"):
+        parse_params(["pretrained"])
+    check_params("04_attention_sinks", {"pretrained": False, "parts": ["variants"]})  # declared knobs pass
+    with pytest.raises(ProfileError, match="no \\['n_layers'\\]"):
+        check_params("04_attention_sinks", {"n_layers": 2})

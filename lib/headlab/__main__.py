@@ -11,6 +11,9 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="execute notebooks with papermill")
     r.add_argument("--profile", default="smoke", help="smoke | gpu | paper")
     r.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
+    r.add_argument("--set", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a knob of the notebooks' parameters cells (VALUE read as JSON, else a string), "
+                        "e.g. --set pretrained=false")
     c = sub.add_parser("cache", help="dequantise the offline GGUF models into .cache/models (once)")
     c.add_argument("--force", action="store_true")
     b = sub.add_parser("bench", help="hook overhead, cached load time, training steps/s")
@@ -24,7 +27,9 @@ def main(argv=None) -> int:
         if a.cmd == "run":
             from .run import run
 
-            return run(a.notebooks, a.profile)
+            from .run import parse_params
+
+            return run(a.notebooks, a.profile, parse_params(a.params))
         if a.cmd == "cache":
             from .models import build_cache, model_names
 

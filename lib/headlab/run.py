@@ -61,26 +61,52 @@ def clean(nb: dict, drop_injected: bool) -> dict:
     return nb
 
 
-def run_one(name: str, profile: str) -> tuple[bool, float, str]:
+def parse_params(items: list[str]) -> dict:
+    """``["pretrained=false", "grid=full"]`` -> ``{"pretrained": False, "grid": "full"}``."""
+    out = {}
+    for it in items:
+        name, sep, value = it.partition("=")
+        if not sep or not name.isidentifier():
+            raise ProfileError(f"--set wants NAME=VALUE, got {it!r}")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def check_params(name: str, params: dict):
+    """Every knob must be declared in the notebook's parameters cell (papermill would only warn)."""
+    if not params:
+        return
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb")))
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ProfileError(f"{name}: its parameters cell has no {unknown}; it declares {sorted(declared)}")
+
+
+def run_one(name: str, profile: str, params: dict | None = None) -> tuple[bool, float, str]:
     import papermill as pm
 
     nb = NOTEBOOKS[name]
     src = NOTEBOOKS_DIR / f"{name}.ipynb"
     fig_dir = FIGURES_DIR / nb.paper / profile
     fig_dir.mkdir(parents=True, exist_ok=True)
-    dest = src if profile == "smoke" else fig_dir / f"{name}.ipynb"
+    dest = src if profile == "smoke" and not params else fig_dir / f"{name}.ipynb"
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=fig_dir, prefix=f".{name}.")
     os.close(fd)
     t0 = time.time()
     try:
-        pm.execute_notebook(str(src), tmp, parameters={"profile": profile}, kernel_name=KERNEL,
+        pm.execute_notebook(str(src), tmp, parameters={"profile": profile, **(params or {})}, kernel_name=KERNEL,
                             cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)
     except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
         failed = fig_dir / f"{name}.failed.ipynb"
         os.replace(tmp, failed)
         msg = str(e).strip().splitlines()
         return False, time.time() - t0, (msg[-1] if msg else type(e).__name__) + f" (see {failed.relative_to(FIGURES_DIR.parent)})"
-    d = clean(json.loads(Path(tmp).read_text()), drop_injected=profile == "smoke")
+    d = clean(json.loads(Path(tmp).read_text()), drop_injected=dest == src)
     Path(tmp).write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
     readable(tmp)
     os.replace(tmp, dest)
@@ -88,18 +114,22 @@ def run_one(name: str, profile: str) -> tuple[bool, float, str]:
     return True, time.time() - t0, str(dest.relative_to(FIGURES_DIR.parent))
 
 
-def run(names: list[str], profile: str) -> int:
+def run(names: list[str], profile: str, params: dict | None = None) -> int:
+    """Execute ``names`` (default: every stored notebook) under ``profile``; ``params`` set knobs of
+    their parameters cells. A smoke run with knobs stores its executed copy next to the figures, like
+    gpu/paper runs, so that the stored default notebook stays the plain smoke run."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     names = _select(names)
-    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline
+    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown knobs
         resolve(n, profile)
+        check_params(n, params or {})
     os.environ.setdefault("TQDM_DISABLE", "1")  # kernels inherit it: no progress bars in stored outputs
     os.environ.setdefault("PYTHONHASHSEED", "0")
     rows = []
     for i, n in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {n} (profile={profile}) ...", flush=True)
-        ok, secs, info = run_one(n, profile)
+        ok, secs, info = run_one(n, profile, params)
         print(f"      {'ok' if ok else 'FAILED'} in {secs / 60:.1f} min: {info}", flush=True)
         rows.append((n, "ok" if ok else "FAILED", secs / 60))
     w = max(len(r[0]) for r in rows)
