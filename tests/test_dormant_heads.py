@@ -252,3 +252,13 @@ def test_plateau_and_flip_rate():
     a, b = np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
     b[0, 0, 0] = True
     assert D.flip_rate([a, b, b]) == [1 / 8, 0.0]
+
+
+def test_selection_overlap_is_undefined_for_a_function_that_flags_nothing():
+    rng = np.random.default_rng(0)
+    a = rng.random((6, 2, 4))
+    flat = np.ones_like(a)  # a score that is the same everywhere (value norms under one shared KV head, LN form)
+    ov = D.selection_overlap({"ahon": a, "avvn_ln": flat}, ["ahon", "avvn_ln"], 0.2).set_index(["a", "b"])
+    assert ov.loc[("ahon", "ahon"), "iou"] == 1.0
+    assert np.isnan(ov.loc[("avvn_ln", "avvn_ln"), "iou"]) and np.isnan(ov.loc[("avvn_ln", "ahon"), "precision"])
+    assert ov.loc[("ahon", "avvn_ln"), "iou"] == 0.0 and ov.loc[("ahon", "avvn_ln"), "precision"] == 0.0

@@ -587,15 +587,17 @@ def topk_iou_matrix(stats: pd.DataFrame, keys: list[str], k: int = 5) -> pd.Data
 
 def selection_overlap(scores: dict[str, np.ndarray], names: Sequence[str], p: float) -> pd.DataFrame:
     """On the unablated pass, flag a nominal fraction ``p`` with each score and compare the sets
-    of (input, layer, head) triples: IoU and precision(a -> b) = |A & B| / |A|."""
+    of (input, layer, head) triples: IoU and precision(a -> b) = |A & B| / |A|; NaN where undefined (a
+    function that flags nothing, e.g. value-norm scores when all query heads share one KV head)."""
     sets = {n: flagged(scores[n], threshold(scores[n], p, SCORES[n].flag_high), SCORES[n].flag_high) for n in names}
     rows = []
     for a in names:
         for b in names:
             A, B = sets[a], sets[b]
             inter = float((A & B).sum())
-            rows.append({"a": a, "b": b, "iou": inter / max(float((A | B).sum()), 1.0),
-                         "precision": inter / max(float(A.sum()), 1.0), "frac_a": float(A.mean())})
+            union, na = float((A | B).sum()), float(A.sum())
+            rows.append({"a": a, "b": b, "iou": inter / union if union else float("nan"),
+                         "precision": inter / na if na else float("nan"), "frac_a": float(A.mean())})
     return pd.DataFrame(rows)
 
 
