@@ -26,7 +26,7 @@ KERNEL = "python3"  # the kernel of the interpreter that runs papermill (the .ve
 
 
 def available() -> list[str]:
-    return [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
+    return sorted(n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists())
 
 
 def _select(names: list[str]) -> list[str]:
