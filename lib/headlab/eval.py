@@ -35,9 +35,10 @@ def logits_from_hidden(model, h: torch.Tensor) -> torch.Tensor:
     return logits.float()
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad: int = 0):
+def pad(seqs: Sequence[Sequence[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists: ids ``[batch, T]`` and the valid-token mask ``[batch, T]``."""
     T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+    ids = torch.full((len(seqs), T), value, dtype=torch.long)
     valid = torch.zeros((len(seqs), T), dtype=torch.bool)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.as_tensor(s)
@@ -61,7 +62,7 @@ def continuation_logprobs(model, tok, contexts: Sequence[str], continuations: Se
     for s in progress_bar(range(0, len(order), batch_size), desc, progress):
         idx = order[s:s + batch_size]
         seqs = [pairs[i][0] + pairs[i][1] for i in idx]
-        ids, valid = _pad(seqs)
+        ids, valid = pad(seqs)
         with _heads.token_mask(valid.to(dev)):
             h = final_hidden(model, ids.to(dev))
         for row, i in enumerate(idx):
@@ -100,7 +101,7 @@ def token_nll(model, tok, texts: Sequence[str], bos: bool, max_len: int = 256, b
     out: list[np.ndarray] = [None] * len(seqs)  # type: ignore[list-item]
     for s in progress_bar(range(0, len(seqs), batch_size), "next-token loss", progress):
         chunk = seqs[s:s + batch_size]
-        ids, valid = _pad(chunk)
+        ids, valid = pad(chunk)
         with _heads.token_mask(valid.to(dev)):
             h = final_hidden(model, ids.to(dev))
         for row, seq in enumerate(chunk):

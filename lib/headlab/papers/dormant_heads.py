@@ -268,7 +268,7 @@ def mc_logprobs(model, tok, items: Sequence[MCItem], bos: bool, batch_size: int 
     order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
-        ids, valid = ev._pad([pairs[i][0] + pairs[i][1] for i in idx])  # the core's right-padding
+        ids, valid = ev.pad([pairs[i][0] + pairs[i][1] for i in idx])  # the core's right-padding
         with H.token_mask(valid.to(dev)):
             h = ev.final_hidden(model, ids.to(dev))
         rows, cols, tgt, owner = [], [], [], []

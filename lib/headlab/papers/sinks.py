@@ -610,7 +610,8 @@ def variant_table(model, windows: torch.Tensor, variant_key: str, eps_list=(0.3,
 
 def spearman(x, y) -> float:
     """Spearman rank correlation (average ranks for ties); nan when either side is constant."""
-    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
-    if rx.std() == 0 or ry.std() == 0:
+    from scipy.stats import spearmanr
+
+    if np.std(x) == 0 or np.std(y) == 0:  # scipy would warn and return nan
         return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x, y).statistic)
