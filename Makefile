@@ -11,7 +11,7 @@ NB ?=
 STAMP := $(VENV)/.headlab-installed
 MODELS := .cache/models/.built
 
-.PHONY: setup models reproduce test unit nbval bench clean-cache help
+.PHONY: setup models reproduce test unit nbval bench clean-cache help device-bundle
 help:
 	@sed -n '2,5p' Makefile
 
@@ -47,6 +47,15 @@ test: unit nbval
 
 bench: $(MODELS)
 	$(BIN)/python -m headlab bench
+
+# What a lent GPU machine needs beside the repo (README, "GPU runs"): cp312 wheels in .whl/, SmolLM2's GGUF
+# in 28 MiB parts in .ship/ (both git-ignored; carried a few per call under the 64 MiB transfer limit).
+device-bundle: $(STAMP)
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_26_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl -r .ci/device/wheels.txt
+	$(BIN)/python -m headlab ship pack smollm2-135m --max-mb 28
+	du -sh .whl .ship
 
 clean-cache:
 	rm -rf .cache $(STAMP)

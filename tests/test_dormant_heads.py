@@ -262,3 +262,16 @@ def test_selection_overlap_is_undefined_for_a_function_that_flags_nothing():
     assert ov.loc[("ahon", "ahon"), "iou"] == 1.0
     assert np.isnan(ov.loc[("avvn_ln", "avvn_ln"), "iou"]) and np.isnan(ov.loc[("avvn_ln", "ahon"), "precision"])
     assert ov.loc[("ahon", "avvn_ln"), "iou"] == 0.0 and ov.loc[("ahon", "avvn_ln"), "precision"] == 0.0
+
+
+def test_restrict_models_keeps_per_model_lists_aligned():
+    from headlab.profiles import ProfileError, resolve
+
+    P = resolve("01_dormant_heads", "smoke")
+    assert P.models == ["smollm2-135m", "gemma3-270m"]
+    Q = D.restrict_models(P, ["gemma3-270m"])
+    assert Q.models == ["gemma3-270m"] and Q.mc_scores == [P.mc_scores[1]] and Q.nll_models == 1
+    assert Q.profile == "smoke" and P.models == ["smollm2-135m", "gemma3-270m"]  # P itself untouched
+    for bad in ([], ["llama-9000"]):
+        with pytest.raises(ProfileError, match="non-empty subset"):
+            D.restrict_models(P, bad)

@@ -127,3 +127,37 @@ def test_run_knobs_are_parsed_and_checked_before_compute():
     check_params("04_attention_sinks", {"pretrained": False, "parts": ["variants"]})  # declared knobs pass
     with pytest.raises(ProfileError, match="no \\['n_layers'\\]"):
         check_params("04_attention_sinks", {"n_layers": 2})
+
+
+def test_gpu_rehearsal_keeps_the_gpu_lists_at_toy_sizes_on_cpu(monkeypatch, capsys):
+    monkeypatch.setattr(profiles, "_gpu_available", lambda: False)
+    monkeypatch.setenv(profiles.REHEARSE_ENV, "1")
+    for name, nb in profiles.NOTEBOOKS.items():
+        if nb.rehearse is None:  # gpu paths that already ran on a GPU have no rehearsal sizes: a clear error
+            with pytest.raises(ProfileError, match="no rehearsal sizes"):
+                profiles.resolve(name, "gpu")
+            continue
+        assert set(nb.rehearse) <= set(nb.params["gpu"]), f"{name}: rehearsal sizes name unknown parameters"
+        P = profiles.resolve(name, "gpu")
+        gpu = nb.params["gpu"]
+        assert P.device == "cpu" and P.profile == "gpu"
+        for k, v in gpu.items():  # everything the rehearsal does not shrink is the gpu profile's own value
+            if k not in nb.rehearse and k != "device":
+                assert P[k] == v, (name, k)
+    assert "REHEARSAL" in capsys.readouterr().out
+    P = profiles.resolve("05_moh", "gpu")
+    assert P.vit_table6 == profiles.NOTEBOOKS["05_moh"].params["gpu"]["vit_table6"]  # the gpu variant lists
+    monkeypatch.delenv(profiles.REHEARSE_ENV)
+    with pytest.raises(ProfileError, match="needs a CUDA GPU"):
+        profiles.resolve("05_moh", "gpu")
+
+
+def test_rehearse_is_for_the_gpu_profile_only(capsys):
+    assert main(["run", "--profile", "smoke", "--rehearse", "00_headlab_tour"]) == 2
+    assert "--rehearse rehearses the gpu profile" in capsys.readouterr().err
+    assert os.environ.get(profiles.REHEARSE_ENV) is None
+
+
+def test_cache_command_rejects_unknown_models(capsys):
+    assert main(["cache", "llama-9000"]) == 2
+    assert "unknown offline model 'llama-9000'" in capsys.readouterr().err

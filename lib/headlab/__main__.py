@@ -1,7 +1,8 @@
-"""Command line: ``python -m headlab {run,cache,bench,list}``."""
+"""Command line: ``python -m headlab {run,cache,bench,list,ship}``."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -14,32 +15,54 @@ def main(argv=None) -> int:
     r.add_argument("--set", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="set a knob of the notebooks' parameters cells (VALUE read as JSON, else a string), "
                         "e.g. --set pretrained=false")
+    r.add_argument("--rehearse", action="store_true",
+                   help="with --profile gpu: run the gpu code paths on the CPU at toy sizes (figures under "
+                        ".cache/rehearse), to check a gpu run before spending device time")
     c = sub.add_parser("cache", help="dequantise the offline GGUF models into .cache/models (once)")
+    c.add_argument("models", nargs="*", help="offline model names (default: all)")
     c.add_argument("--force", action="store_true")
     b = sub.add_parser("bench", help="hook overhead, cached load time, training steps/s")
     b.add_argument("--repeats", type=int, default=5)
     sub.add_parser("list", help="notebooks, profiles and offline models")
+    s = sub.add_parser("ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it")
+    s.add_argument("action", choices=["pack", "unpack"])
+    s.add_argument("models", nargs="*", help="pack: offline model names (default: smollm2-135m)")
+    s.add_argument("--max-mb", type=int, default=32, help="pack: largest part in MiB")
     a = ap.parse_args(argv)
 
     from .profiles import ProfileError
+    from .ship import ShipError
 
     try:
         if a.cmd == "run":
-            from .run import run
+            from .run import parse_params, run
 
-            from .run import parse_params
-
-            return run(a.notebooks, a.profile, parse_params(a.params))
+            return run(a.notebooks, a.profile, parse_params(a.params), rehearse=a.rehearse)
         if a.cmd == "cache":
             from .models import build_cache, model_names
 
-            for n in model_names():
+            for n in a.models or model_names():
+                if n not in model_names():
+                    raise ProfileError(f"unknown offline model {n!r}; known: {', '.join(model_names())}")
                 print(f"{n}: {build_cache(n, force=a.force)}", flush=True)
             return 0
         if a.cmd == "bench":
             from .bench import main as bench
 
             return bench(a.repeats)
+        if a.cmd == "ship":
+            from . import ship
+
+            if a.action == "unpack":
+                for path in ship.unpack():
+                    print(f"reassembled and checked: {path}")
+                return 0
+            for n in a.models or ["smollm2-135m"]:
+                mf = ship.pack(n, max_bytes=a.max_mb * ship.MiB)
+                parts = json.loads(mf.read_text())["parts"]
+                print(f"{n}: {mf.relative_to(mf.parents[1])} + {len(parts)} parts: " +
+                      ", ".join(f"{p['file']} ({p['bytes'] / ship.MiB:.1f} MiB)" for p in parts))
+            return 0
         if a.cmd == "list":
             from .models import OFFLINE_MODELS
             from .profiles import NOTEBOOKS, PROFILES
@@ -53,6 +76,9 @@ def main(argv=None) -> int:
                 print(f"model {n:<14} {m.about}")
             return 0
     except ProfileError as e:
+        print(f"headlab: error: {e}", file=sys.stderr)
+        return 2
+    except ShipError as e:
         print(f"headlab: error: {e}", file=sys.stderr)
         return 2
     return 1

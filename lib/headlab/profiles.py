@@ -9,9 +9,14 @@ A notebook's ``parameters`` cell holds ``profile = "smoke"`` and a few knobs; it
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 PROFILES = ("smoke", "gpu", "paper")
+# ``python -m headlab run --profile gpu --rehearse NB`` sets this: the gpu profile's lists (models, score
+# functions, variants, seeds, knobs) at toy sizes on the CPU, figures under .cache/rehearse, to catch a
+# broken gpu code path before it costs device time. Its numbers mean nothing.
+REHEARSE_ENV = "HEADLAB_REHEARSE"
 
 
 class ProfileError(ValueError):
@@ -25,13 +30,15 @@ class Notebook:
     title: str
     params: dict[str, dict] = field(default_factory=dict)  # profile -> parameters
     paper_needs_hub: bool = True  # False where profile=paper trains its own models (nothing to download)
+    rehearse: dict | None = None  # toy sizes for a CPU rehearsal of the gpu profile (see ``resolve``)
 
 
 def _nb(name, paper, title, smoke: dict, gpu: dict | None = None, paper_: dict | None = None,
-        paper_needs_hub: bool = True) -> Notebook:
+        paper_needs_hub: bool = True, rehearse: dict | None = None) -> Notebook:
     """Profiles inherit: gpu = smoke + gpu overrides; paper = gpu + paper overrides."""
     g = {**smoke, **(gpu or {})}
-    return Notebook(name, paper, title, {"smoke": smoke, "gpu": g, "paper": {**g, **(paper_ or {})}}, paper_needs_hub)
+    return Notebook(name, paper, title, {"smoke": smoke, "gpu": g, "paper": {**g, **(paper_ or {})}}, paper_needs_hub,
+                    rehearse)
 
 
 NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
@@ -39,7 +46,8 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
         smoke=dict(models=["smollm2-135m", "gemma3-270m"], text_type="prose", n_paragraphs=8, max_tokens=128,
                    zero_layer=20, zero_head=0, train_steps=60, train_seq=64, train_batch=16, seed=0, device="cpu"),
         gpu=dict(n_paragraphs=64, max_tokens=256, train_steps=2000, train_batch=64, train_seq=256, device="cuda"),
-        paper_=dict(models=["HuggingFaceTB/SmolLM2-135M", "google/gemma-3-270m"])),
+        paper_=dict(models=["HuggingFaceTB/SmolLM2-135M", "google/gemma-3-270m"]),
+        rehearse=dict(n_paragraphs=4, max_tokens=64, train_steps=10, train_batch=4, train_seq=64)),
     _nb("04_attention_sinks", "attention_sinks", "Why do LLMs attend to the first token? (Barbero et al. 2025)",
         smoke=dict(models=["gemma3-270m", "smollm2-135m"], bos_model="gemma3-270m", device="cpu", dtype="float32",
                    seed=0, prompt_types=["prose", "encyclopedic", "news"], n_prompts=16, T=64, eps=[0.3, 0.8],
@@ -67,7 +75,11 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
         # paper: the paper's hub models (eager attention, bf16); pretraining is not redone, Fig. 5/7 and
         # Table 2 come from the committed gpu-profile CSVs.
         paper_=dict(models=["meta-llama/Llama-3.1-8B", "google/gemma-7b"], bos_model="google/gemma-7b",
-                    dtype="bfloat16", n_prompts=170, pretrain_live=False)),
+                    dtype="bfloat16", n_prompts=170, pretrain_live=False),
+        rehearse=dict(n_prompts=4, n_apostrophe_prompts=4, nll_per_type=1, nll_max_len=64, passkey_items=2,
+                      passkey_filler=10, lm=dict(d_model=32, n_layers=2, n_heads=4, d_mlp=64), ctx_lengths=[64, 128],
+                      tokens_per_step=512, pretrain_steps=6, pretrain_warmup=2, pretrain_eval_every=3, eval_T=32,
+                      n_eval_windows=4, variant_ctx=64, amp=False)),
     _nb("03_heads_cooperate", "heads_cooperate", "Do attention heads compete or cooperate during counting? (Zsámboki et al. 2025)",
         smoke=dict(seed=0, device="cpu", out="smoke", variant="A", l_max=16, noise=0.3, lm_weight=1.0, end_prob=0.9,
                    d_model=32, heads=[1, 2, 4, 8], seeds=[0, 1], steps=500, batch=128, lr=3e-3, eval_every=25,
@@ -141,7 +153,10 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
                  speed_budgets={"MoH-88": (4, 10), "MoH-75": (4, 8), "MoH-50": (4, 4)},
                  speed_repeats=20, speed_dtype="bfloat16"),
         # paper: adds the released MoH-LLaMA3-8B (parameter-free router, 16 shared + top-8 of 16 routed heads)
-        paper_=dict(use_hub=True, hub_model="Chat-UniVi/MoH-LLaMA3-8B")),
+        paper_=dict(use_hub=True, hub_model="Chat-UniVi/MoH-LLaMA3-8B"),
+        rehearse=dict(vit_seeds=[0, 1], vit_epochs=1, lm_steps=5, lm_batch=2, lm_seq=64, lm_d=64, lm_layers=2,
+                      lm_d_head=8, lm_d_mlp=128, lm_val_windows=2, speed_seqs=[256, 512], speed_d_head=16,
+                      speed_batch=1, speed_repeats=1, n_perm=20)),
     _nb("01_dormant_heads", "dormant_heads", "Dormant / inactive attention heads (Sandoval-Segura et al. 2025)",
         smoke=dict(seed=0, device="cpu", models=["smollm2-135m", "gemma3-270m"], batch_size=32,
                    # generated 4-way multiple choice (6 kinds x mc_per_kind), MMLU subset, corpus paragraphs
@@ -174,7 +189,10 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
         # paper: three of the paper's hub models (Fig. 4's), zero-shot cloze MMLU (not lm-eval 5-shot)
         paper_=dict(models=["meta-llama/Llama-3.1-8B-Instruct", "allenai/OLMo-2-1124-7B-Instruct", "Qwen/Qwen2.5-3B"],
                     mc_scores=[["random", "awft", "awft_ln", "entropy_ln", "ftvvn_ln", "avvn_ln", "lthon_ln", "ahon",
-                                "ahon_ln"]] * 3, nll_models=3, mc_per_kind=30, batch_size=16)),
+                                "ahon_ln"]] * 3, nll_models=3, mc_per_kind=30, batch_size=16),
+        rehearse=dict(batch_size=32, mc_per_kind=1, mmlu_subjects=3, mmlu_per_subject=1, text_per_type=1,
+                      text_max_tokens=24, n_boot=20, dyn_steps=100, dyn_every=50, dyn_batch=16, dyn_seq=48,
+                      dyn_eval=16, ft_steps=20, bench_batch=2, bench_seq=32, bench_repeats=1)),
 ]}
 
 
@@ -218,7 +236,10 @@ def resolve(notebook: str, profile: str, **overrides) -> Params:
     unknown = set(overrides) - set(base)
     if unknown:
         raise ProfileError(f"{notebook}: unknown parameter(s) {sorted(unknown)}; known: {sorted(base)}")
-    if profile == "gpu" and not _gpu_available():
+    rehearsal = profile == "gpu" and os.environ.get(REHEARSE_ENV) == "1"
+    if rehearsal and nb.rehearse is None:
+        raise ProfileError(f"{notebook}: no rehearsal sizes defined (its gpu profile already ran on a GPU)")
+    if profile == "gpu" and not rehearsal and not _gpu_available():
         raise ProfileError("profile 'gpu' needs a CUDA GPU and none is visible; use profile='smoke' on a CPU machine")
     if profile == "paper" and nb.paper_needs_hub:
         from .models import hub_reachable
@@ -226,4 +247,7 @@ def resolve(notebook: str, profile: str, **overrides) -> Params:
         if not hub_reachable():
             raise ProfileError("profile 'paper' loads the papers' own models from the Hugging Face hub, which this "
                                "machine cannot reach; use profile='smoke' (CPU) or 'gpu' (offline GPU)")
+    if rehearsal:  # the gpu lists at the rehearsal's toy sizes, on the CPU; knobs still win
+        base = {**base, **nb.rehearse, "device": "cpu"}
+        print(f"REHEARSAL of {notebook}'s gpu profile on the CPU at toy sizes: a code-path check, numbers mean nothing")
     return Params(profile=profile, notebook=notebook, paper=nb.paper, **{**base, **overrides})

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from .figures import readable
-from .paths import FIGURES_DIR, NOTEBOOKS_DIR
-from .profiles import NOTEBOOKS, PROFILES, ProfileError, resolve
+from .paths import CACHE_DIR, FIGURES_DIR, NOTEBOOKS_DIR
+from .profiles import NOTEBOOKS, PROFILES, REHEARSE_ENV, ProfileError, resolve
 
 KERNEL = "python3"  # the kernel of the interpreter that runs papermill (the .venv's)
 
@@ -87,12 +87,12 @@ def check_params(name: str, params: dict):
         raise ProfileError(f"{name}: its parameters cell has no {unknown}; it declares {sorted(declared)}")
 
 
-def run_one(name: str, profile: str, params: dict | None = None) -> tuple[bool, float, str]:
+def run_one(name: str, profile: str, params: dict | None = None, figures_root: Path = FIGURES_DIR) -> tuple[bool, float, str]:
     import papermill as pm
 
     nb = NOTEBOOKS[name]
     src = NOTEBOOKS_DIR / f"{name}.ipynb"
-    fig_dir = FIGURES_DIR / nb.paper / profile
+    fig_dir = figures_root / nb.paper / profile
     fig_dir.mkdir(parents=True, exist_ok=True)
     dest = src if profile == "smoke" and not params else fig_dir / f"{name}.ipynb"
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=fig_dir, prefix=f".{name}.")
@@ -105,21 +105,38 @@ def run_one(name: str, profile: str, params: dict | None = None) -> tuple[bool, 
         failed = fig_dir / f"{name}.failed.ipynb"
         os.replace(tmp, failed)
         msg = str(e).strip().splitlines()
-        return False, time.time() - t0, (msg[-1] if msg else type(e).__name__) + f" (see {failed.relative_to(FIGURES_DIR.parent)})"
+        return False, time.time() - t0, (msg[-1] if msg else type(e).__name__) + f" (see {_show(failed)})"
     d = clean(json.loads(Path(tmp).read_text()), drop_injected=dest == src)
     Path(tmp).write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
     readable(tmp)
     os.replace(tmp, dest)
     (fig_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
-    return True, time.time() - t0, str(dest.relative_to(FIGURES_DIR.parent))
+    return True, time.time() - t0, _show(dest)
 
 
-def run(names: list[str], profile: str, params: dict | None = None) -> int:
+def _show(path: Path) -> str:
+    try:
+        return str(path.relative_to(FIGURES_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
+def run(names: list[str], profile: str, params: dict | None = None, rehearse: bool = False) -> int:
     """Execute ``names`` (default: every stored notebook) under ``profile``; ``params`` set knobs of
     their parameters cells. A smoke run with knobs stores its executed copy next to the figures, like
-    gpu/paper runs, so that the stored default notebook stays the plain smoke run."""
+    gpu/paper runs, so that the stored default notebook stays the plain smoke run.
+
+    ``rehearse`` (gpu only): run the gpu profile's code paths on the CPU at toy sizes, writing under
+    ``.cache/rehearse/figures`` instead of ``figures/``; for checking a gpu run before spending device time."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    figures_root = FIGURES_DIR
+    if rehearse:
+        if profile != "gpu":
+            raise ProfileError("--rehearse rehearses the gpu profile on the CPU; use it with --profile gpu")
+        figures_root = CACHE_DIR / "rehearse" / "figures"
+        os.environ[REHEARSE_ENV] = "1"  # read by profiles.resolve, here and in the notebooks' kernels
+        os.environ["HEADLAB_FIGURES"] = str(figures_root)
     names = _select(names)
     for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown knobs
         resolve(n, profile)
@@ -129,7 +146,7 @@ def run(names: list[str], profile: str, params: dict | None = None) -> int:
     rows = []
     for i, n in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {n} (profile={profile}) ...", flush=True)
-        ok, secs, info = run_one(n, profile, params)
+        ok, secs, info = run_one(n, profile, params, figures_root)
         print(f"      {'ok' if ok else 'FAILED'} in {secs / 60:.1f} min: {info}", flush=True)
         rows.append((n, "ok" if ok else "FAILED", secs / 60))
     w = max(len(r[0]) for r in rows)
@@ -137,7 +154,7 @@ def run(names: list[str], profile: str, params: dict | None = None) -> int:
     for n, s, m in rows:
         print(f"{n:<{w}}  {s:<6}  {m:7.1f}")
     failed = sum(r[1] != "ok" for r in rows)
-    print(f"\n{len(rows) - failed} ok, {failed} failed (profile={profile})")
+    print(f"\n{len(rows) - failed} ok, {failed} failed (profile={profile}{', CPU rehearsal' if rehearse else ''})")
     return 1 if failed else 0
 
 

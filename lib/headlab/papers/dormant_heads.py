@@ -929,6 +929,21 @@ def rel_spread(x: Sequence[float]) -> float:
     return float((x.max() - x.min()) / abs(x.mean()))
 
 
+def restrict_models(P, names: Sequence[str]):
+    """The profile's parameters for a subset of its models, in the profile's order (per-model score lists
+    follow; the next-token-loss sweep keeps its count). For a machine that holds only some of the weights,
+    e.g. the lent GPU, which receives SmolLM2 through ``headlab ship`` but not Gemma."""
+    from ..profiles import Params, ProfileError
+
+    names = list(names)
+    bad = [n for n in names if n not in P.models]
+    if not names or bad:
+        raise ProfileError(f"models must be a non-empty subset of this profile's {P.models}; got {names}")
+    keep = [i for i, n in enumerate(P.models) if n in names]
+    return Params({**P, "models": [P.models[i] for i in keep], "mc_scores": [P.mc_scores[i] for i in keep],
+                   "nll_models": min(P.nll_models, len(keep))})
+
+
 def bos_for(name: str, tok) -> bool:
     """⟨bos⟩ as the model was trained: the offline table, else the tokenizer's own default."""
     from ..models import OFFLINE_MODELS
