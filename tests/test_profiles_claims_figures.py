@@ -161,3 +161,26 @@ def test_rehearse_is_for_the_gpu_profile_only(capsys):
 def test_cache_command_rejects_unknown_models(capsys):
     assert main(["cache", "llama-9000"]) == 2
     assert "unknown offline model 'llama-9000'" in capsys.readouterr().err
+
+
+def test_notebook_knobs_are_not_shadowed_by_later_cells():
+    """A knob that a later cell rebinds (``from headlab import models`` after ``models = None``) is
+    silently ignored by papermill: every name of a parameters cell stays unbound after it."""
+    import ast
+
+    from headlab.paths import NOTEBOOKS_DIR
+
+    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        i = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+        knobs = {t.id for node in ast.parse("".join(cells[i]["source"])).body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+        assert "profile" in knobs, path.name
+        for c in cells[i + 1:]:
+            for node in ast.walk(ast.parse("".join(c["source"]))):
+                bound = set()
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    bound = {(a.asname or a.name).split(".")[0] for a in node.names}
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    bound = {node.id}
+                assert not bound & knobs, f"{path.name}: a cell rebinds the knob(s) {bound & knobs}"
