@@ -192,8 +192,8 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
                                 "ahon_ln"]] * 3, nll_models=3, mc_per_kind=30, batch_size=16),
         # rehearse: every gpu score function on both models, but 3 thresholds and a handful of items (~5 CPU-min)
         rehearse=dict(batch_size=32, mc_per_kind=1, mmlu_subjects=3, mmlu_per_subject=1, text_per_type=1,
-                      quantiles=[0.0, 0.1, 0.3], text_max_tokens=24, n_boot=20, dyn_steps=100, dyn_every=50, dyn_batch=16, dyn_seq=48,
-                      dyn_eval=16, ft_steps=20, bench_batch=2, bench_seq=32, bench_repeats=1)),
+                      quantiles=[0.0, 0.1, 0.3], text_max_tokens=24, n_boot=20, dyn_steps=100, dyn_every=50,
+                      dyn_batch=16, dyn_seq=48, dyn_eval=16, ft_steps=20, bench_batch=2, bench_seq=32, bench_repeats=1)),
 ]}
 
 
