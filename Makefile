@@ -54,7 +54,7 @@ device-bundle: $(STAMP)
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_26_x86_64 --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl -r .ci/device/wheels.txt
-	$(BIN)/python -m headlab ship pack smollm2-135m --max-mb 28
+	$(BIN)/python -m headlab ship pack smollm2-135m
 	du -sh .whl .ship
 
 clean-cache:

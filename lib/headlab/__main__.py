@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it")
     s.add_argument("action", choices=["pack", "unpack"])
     s.add_argument("models", nargs="*", help="pack: offline model names (default: smollm2-135m)")
-    s.add_argument("--max-mb", type=int, default=32, help="pack: largest part in MiB")
+    s.add_argument("--max-mb", type=int, default=28, help="pack: largest part in MiB (28: README's GPU call plan)")
     a = ap.parse_args(argv)
 
     from .profiles import ProfileError
@@ -75,10 +75,7 @@ def main(argv=None) -> int:
             for n, m in OFFLINE_MODELS.items():
                 print(f"model {n:<14} {m.about}")
             return 0
-    except ProfileError as e:
-        print(f"headlab: error: {e}", file=sys.stderr)
-        return 2
-    except ShipError as e:
+    except (ProfileError, ShipError) as e:
         print(f"headlab: error: {e}", file=sys.stderr)
         return 2
     return 1
