@@ -4,6 +4,7 @@ zeroing, the batched multiple-choice scorer, and the generated data."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -41,6 +42,11 @@ def test_normalised_auc():
     assert D.normalised_auc([0, 10, 20], [50, 40, 30]) == pytest.approx(40.0)
     # points in threshold order, not re-sorted (a backward step subtracts area)
     assert D.normalised_auc([0, 10, 5], [1, 1, 1]) == pytest.approx((10 - 5) / 10)
+    # a function that zeroes nothing has no curve to integrate: NaN, not its baseline (which would rank first)
+    assert np.isnan(D.normalised_auc([0, 0, 0], [60, 60, 60]))
+    stats = pd.DataFrame({"model": "m", "task": "t", "score": ["ahon_ln", "ftvvn_ln"], "auc": [59.5, D.normalised_auc([0, 0], [60, 60])]})
+    r = D.rank_scores(stats).set_index("score")["rank"]
+    assert r["ahon_ln"] == 1 and np.isnan(r["ftvvn_ln"])
 
 
 def test_curve_stats_nll_uses_relative_tolerance():
@@ -261,7 +267,22 @@ def test_selection_overlap_is_undefined_for_a_function_that_flags_nothing():
     ov = D.selection_overlap({"ahon": a, "avvn_ln": flat}, ["ahon", "avvn_ln"], 0.2).set_index(["a", "b"])
     assert ov.loc[("ahon", "ahon"), "iou"] == 1.0
     assert np.isnan(ov.loc[("avvn_ln", "avvn_ln"), "iou"]) and np.isnan(ov.loc[("avvn_ln", "ahon"), "precision"])
-    assert ov.loc[("ahon", "avvn_ln"), "iou"] == 0.0 and ov.loc[("ahon", "avvn_ln"), "precision"] == 0.0
+    assert np.isnan(ov.loc[("ahon", "avvn_ln"), "iou"]) and np.isnan(ov.loc[("ahon", "avvn_ln"), "precision"])
+
+
+def test_app_fig10_matrices_compare_each_pair_on_its_own_common_functions():
+    # sweeps x and y have 6 functions, z only the first 3: x-y is compared on all 6, x-z and y-z on 3
+    fs = ["random", "awft", "ahon", "ahon_ln", "lthon_ln", "entropy_ln"]
+    auc = {"x": [1, 2, 3, 4, 5, 6], "y": [1, 2, 3, 6, 5, 4], "z": [3, 2, 1]}
+    stats = pd.DataFrame([{"key": k, "score": f, "auc": a} for k, v in auc.items() for f, a in zip(fs, v)])
+    keys = ["x", "y", "z"]
+    rho = D.spearman_matrix(stats, keys)
+    assert rho.loc["x", "y"] == pytest.approx(1 - 6 * 8 / (6 * 35))  # rank differences 0,0,0,2,0,-2
+    assert rho.loc["x", "z"] == pytest.approx(-1.0)  # on random/awft/ahon only
+    iou = D.topk_iou_matrix(stats, keys, k=2)
+    assert iou.loc["x", "y"] == pytest.approx(1 / 3)  # {entropy_ln, lthon_ln} vs {ahon_ln, lthon_ln}
+    assert iou.loc["x", "z"] == pytest.approx(1 / 3)  # among the 3 common: {ahon, awft} vs {random, awft}
+    assert np.isnan(D.topk_iou_matrix(stats, keys, k=3).loc["x", "z"])  # 3 common, top-3: IoU 1 by construction
 
 
 def test_restrict_models_keeps_per_model_lists_aligned():

@@ -226,6 +226,18 @@ def test_instrumentation_on_a_hand_example():
     z = torch.randn(2, 4, 1, 5).repeat(1, 1, 3, 1)
     red = moh.head_redundancy(pat, z)
     assert red["pattern_similarity"] == pytest.approx(1.0) and red["output_cosine"] == pytest.approx(1.0)
+    # with a routing mask both measures skip the tokens where a head of the pair is off: two heads with
+    # equal rows at queries 0-1 and disjoint one-hot rows at queries 2-3, head 1 off at queries 2-3
+    pat = torch.zeros(1, 2, 4, 4)
+    pat[0, :, :2, 0] = 1.0
+    pat[0, 0, 2:, 1], pat[0, 1, 2:, 2] = 1.0, 1.0
+    z = torch.randn(1, 4, 1, 5).repeat(1, 1, 2, 1)
+    z[0, 2:, 1] = -z[0, 2:, 0]
+    assert moh.head_redundancy(pat, z)["pattern_similarity"] == pytest.approx(0.5)
+    on = torch.ones(1, 4, 2, dtype=torch.bool)
+    on[0, 2:, 1] = False
+    red = moh.head_redundancy(pat, z, on)
+    assert red["pattern_similarity"] == pytest.approx(1.0) and red["output_cosine"] == pytest.approx(1.0)
 
 
 def test_profiles_share_vit_runs_and_gpu_skips_smollm():

@@ -184,3 +184,28 @@ def test_notebook_knobs_are_not_shadowed_by_later_cells():
                 elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     bound = {node.id}
                 assert not bound & knobs, f"{path.name}: a cell rebinds the knob(s) {bound & knobs}"
+
+
+def test_replot_redraws_count01_gpu_figures_from_their_committed_csvs(tmp_path, monkeypatch, capsys):
+    """The H100 run's CSVs alone suffice to redraw its CSV-drawn figures; the CSVs are left untouched."""
+    import shutil
+
+    from headlab import paths
+    from headlab.papers import count01_figures
+
+    src = paths.PUBLISHED_DIR / "heads_cooperate" / "gpu"
+    dst = tmp_path / "heads_cooperate" / "gpu"
+    dst.mkdir(parents=True)
+    for name in count01_figures.FROM_CSV:
+        shutil.copy(src / f"{name}.csv", dst)
+    monkeypatch.setattr(paths, "FIGURES_DIR", tmp_path)
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path)
+    before = {p.name: p.read_bytes() for p in dst.glob("*.csv")}
+    assert main(["replot", "03_heads_cooperate", "--profile", "gpu"]) == 0
+    assert {p.name for p in dst.glob("*.png")} == {f"{n}.png" for n in count01_figures.FROM_CSV}
+    assert {p.name: p.read_bytes() for p in dst.glob("*.csv")} == before
+    assert "redrawn:" in capsys.readouterr().out
+    assert main(["replot", "03_heads_cooperate", "--profile", "paper"]) == 2  # nothing committed there
+    assert "run the notebook at this profile first" in capsys.readouterr().err
+    assert main(["replot", "01_dormant_heads", "--profile", "smoke"]) == 2
+    assert "rerun it instead" in capsys.readouterr().err

@@ -7,4 +7,4 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .paths import REPO_ROOT, DATA_DIR, FIGURES_DIR, NOTEBOOKS_DIR, CACHE_DIR  # noqa: F401
+from .paths import REPO_ROOT, DATA_DIR, FIGURES_DIR, PUBLISHED_DIR, NOTEBOOKS_DIR, CACHE_DIR  # noqa: F401

@@ -1,9 +1,13 @@
-"""Command line: ``python -m headlab {run,cache,bench,list,ship}``."""
+"""Command line: ``python -m headlab {run,replot,cache,bench,list,ship}``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+
+# notebooks whose library draws some figures from their tidy CSV alone (module with replot(paper, profile))
+REPLOT = {"03_heads_cooperate": "headlab.papers.count01_figures"}
 
 
 def main(argv=None) -> int:
@@ -18,6 +22,10 @@ def main(argv=None) -> int:
     r.add_argument("--rehearse", action="store_true",
                    help="with --profile gpu: run the gpu code paths on the CPU at toy sizes (figures under "
                         ".cache/rehearse), to check a gpu run before spending device time")
+    rp = sub.add_parser("replot", help="redraw a run's figures that are drawn from their CSV alone (after a layout "
+                                       "fix), without rerunning the notebook")
+    rp.add_argument("notebook", help="notebook name, e.g. 03_heads_cooperate")
+    rp.add_argument("--profile", default="smoke", help="whose committed CSVs: smoke | gpu | paper | full")
     c = sub.add_parser("cache", help="dequantise the offline GGUF models into .cache/models (once)")
     c.add_argument("models", nargs="*", help="offline model names (default: all)")
     c.add_argument("--force", action="store_true")
@@ -38,6 +46,18 @@ def main(argv=None) -> int:
             from .run import parse_params, run
 
             return run(a.notebooks, a.profile, parse_params(a.params), rehearse=a.rehearse)
+        if a.cmd == "replot":
+            import importlib
+
+            from .profiles import NOTEBOOKS
+
+            if a.notebook not in REPLOT:
+                raise ProfileError(f"{a.notebook!r} has no figures drawn from their CSV alone; rerun it instead "
+                                   f"(replot knows: {', '.join(REPLOT)})")
+            mod = importlib.import_module(REPLOT[a.notebook])
+            for path in mod.replot(NOTEBOOKS[a.notebook].paper, a.profile):
+                print(f"redrawn: {path}")
+            return 0
         if a.cmd == "cache":
             from .models import build_cache, model_names
 
@@ -75,7 +95,7 @@ def main(argv=None) -> int:
             for n, m in OFFLINE_MODELS.items():
                 print(f"model {n:<14} {m.about}")
             return 0
-    except (ProfileError, ShipError) as e:
+    except (ProfileError, ShipError, FileNotFoundError) as e:
         print(f"headlab: error: {e}", file=sys.stderr)
         return 2
     return 1

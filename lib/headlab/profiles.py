@@ -140,7 +140,7 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
                    smollm_random_seeds=[0, 1, 2], smollm_tune_steps=2, smollm_tune_batch=1, smollm_tune_lr=2e-5,
                    # one attention layer, MHA vs MoH masked vs MoH skipping (h_s, K) of 8 heads
                    speed_seqs=[256, 512, 1024], speed_budgets={"MoH-88": (2, 5), "MoH-75": (2, 4), "MoH-50": (2, 2)},
-                   speed_heads=8, speed_d_head=64, speed_batch=1, speed_repeats=3, speed_dtype="float32",
+                   speed_heads=8, speed_d_head=64, speed_batch=1, speed_repeats=11, speed_dtype="float32",
                    n_perm=200, use_hub=False, hub_model=""),
         # gpu: several seeds, longer training, a bigger LM, the speed sweep at 1k-8k tokens in bf16. The GPU machine
         # has no offline SmolLM2 weights, so the conversion (Table 4, Fig. 2) is off there (smollm=False)
@@ -155,7 +155,7 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
         # paper: adds the released MoH-LLaMA3-8B (parameter-free router, 16 shared + top-8 of 16 routed heads)
         paper_=dict(use_hub=True, hub_model="Chat-UniVi/MoH-LLaMA3-8B"),
         rehearse=dict(vit_seeds=[0, 1], vit_epochs=1, lm_steps=5, lm_batch=2, lm_seq=64, lm_d=64, lm_layers=2,
-                      lm_d_head=8, lm_d_mlp=128, lm_val_windows=2, speed_seqs=[256, 512], speed_d_head=16,
+                      lm_d_head=8, lm_d_mlp=128, lm_val_windows=2, speed_seqs=[256, 2048], speed_d_head=16,
                       speed_batch=1, speed_repeats=1, n_perm=20)),
     _nb("01_dormant_heads", "dormant_heads", "Dormant / inactive attention heads (Sandoval-Segura et al. 2025)",
         smoke=dict(seed=0, device="cpu", models=["smollm2-135m", "gemma3-270m"], batch_size=32,

@@ -486,11 +486,13 @@ def stays_within(ys: Sequence[float], baseline: float, tol: float = 1.0) -> bool
 
 
 def normalised_auc(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """trapz(ys, xs) / (max(xs) - min(xs)), points in threshold order (the notebook's definition)."""
+    """trapz(ys, xs) / (max(xs) - min(xs)), points in threshold order (the notebook's definition).
+    NaN for a curve that never zeroes anything (span 0): it would otherwise score the unablated
+    baseline and outrank every function that does zero heads."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     span = xs.max() - xs.min()
     if span <= 0:
-        return float(ys.mean())
+        return float("nan")
     return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0) / span)
 
 
@@ -562,42 +564,54 @@ def rank_scores(stats: pd.DataFrame, by: str = "auc") -> pd.DataFrame:
     return r
 
 
+def _common(w: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """The score functions with an AUC in both rows ``a`` and ``b`` of the wide table ``w``."""
+    return w.loc[[a, b]].dropna(axis=1)
+
+
 def spearman_matrix(stats: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Spearman correlation of score-function AUCs between rows ``keys`` (e.g. model/task pairs)."""
+    """Spearman correlation of score-function AUCs between rows ``keys`` (e.g. model/task pairs), each
+    pair over the functions both rows have (NaN where fewer than 3)."""
     from scipy.stats import spearmanr
 
-    w = stats.pivot_table(index="key", columns="score", values="auc").loc[keys].dropna(axis=1)
-    n = len(keys)
-    M = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            M[i, j] = M[j, i] = spearmanr(w.iloc[i].values, w.iloc[j].values).statistic
+    w = stats.pivot_table(index="key", columns="score", values="auc").reindex(keys)
+    M = np.eye(len(keys))
+    for i, a in enumerate(keys):
+        for j in range(i + 1, len(keys)):
+            c = _common(w, a, keys[j])
+            M[i, j] = M[j, i] = spearmanr(c.iloc[0].values, c.iloc[1].values).statistic if c.shape[1] >= 3 else np.nan
     return pd.DataFrame(M, index=keys, columns=keys)
 
 
 def topk_iou_matrix(stats: pd.DataFrame, keys: list[str], k: int = 5) -> pd.DataFrame:
-    """IoU of the sets of top-``k`` score functions (by AUC) between rows ``keys``."""
-    top = {}
-    for key in keys:
-        g = stats[stats.key == key].sort_values("auc", ascending=False)
-        top[key] = set(g.score.iloc[:k])
-    M = np.array([[len(top[a] & top[b]) / max(len(top[a] | top[b]), 1) for b in keys] for a in keys])
+    """IoU of the sets of top-``k`` score functions (by AUC) between rows ``keys``, each pair ranked
+    over the functions both rows have; NaN where they share no more than ``k`` (IoU 1 by construction)."""
+    w = stats.pivot_table(index="key", columns="score", values="auc").reindex(keys)
+    M = np.eye(len(keys))
+    for i, a in enumerate(keys):
+        for j in range(i + 1, len(keys)):
+            c = _common(w, a, keys[j])
+            if c.shape[1] <= k:
+                M[i, j] = M[j, i] = np.nan
+                continue
+            ta, tb = (set(c.loc[r].sort_values(ascending=False).index[:k]) for r in (a, keys[j]))
+            M[i, j] = M[j, i] = len(ta & tb) / len(ta | tb)
     return pd.DataFrame(M, index=keys, columns=keys)
 
 
 def selection_overlap(scores: dict[str, np.ndarray], names: Sequence[str], p: float) -> pd.DataFrame:
     """On the unablated pass, flag a nominal fraction ``p`` with each score and compare the sets
-    of (input, layer, head) triples: IoU and precision(a -> b) = |A & B| / |A|; NaN where undefined (a
-    function that flags nothing, e.g. value-norm scores when all query heads share one KV head)."""
+    of (input, layer, head) triples: IoU and precision(a -> b) = |A & B| / |A|; NaN for any pair with a
+    function that flags nothing (e.g. value-norm scores when all query heads share one KV head): an
+    IoU of 0 there would read as "different heads" when no heads were picked at all."""
     sets = {n: flagged(scores[n], threshold(scores[n], p, SCORES[n].flag_high), SCORES[n].flag_high) for n in names}
     rows = []
     for a in names:
         for b in names:
             A, B = sets[a], sets[b]
-            inter = float((A & B).sum())
-            union, na = float((A | B).sum()), float(A.sum())
-            rows.append({"a": a, "b": b, "iou": inter / union if union else float("nan"),
-                         "precision": inter / na if na else float("nan"), "frac_a": float(A.mean())})
+            inter, defined = float((A & B).sum()), bool(A.any() and B.any())
+            rows.append({"a": a, "b": b, "iou": inter / float((A | B).sum()) if defined else float("nan"),
+                         "precision": inter / float(A.sum()) if defined else float("nan"), "frac_a": float(A.mean())})
     return pd.DataFrame(rows)
 
 
@@ -819,14 +833,19 @@ def flip_rate(states: Sequence[np.ndarray]) -> list[float]:
     return [float((a != b).mean()) for a, b in zip(states[:-1], states[1:])]
 
 
+def final_level(frac: Sequence[float], tail: float = 0.2) -> float:
+    """The level a noisy training curve ends at: the mean of its last ``tail`` fraction of checkpoints."""
+    frac = np.asarray(frac, float)
+    return float(frac[-max(1, int(round(tail * len(frac)))):].mean())
+
+
 def plateau_step(steps: Sequence[int], frac: Sequence[float], level: float = 0.8, window: int = 3,
                  tail: float = 0.2) -> int | None:
     """When a noisy curve reaches its plateau: the first checkpoint from which the rolling mean
-    (``window`` checkpoints, trailing) stays at or above ``level`` x the final level (the mean of the
-    last ``tail`` fraction of checkpoints). None when the final level is 0 (nothing emerged)."""
+    (``window`` checkpoints, trailing) stays at or above ``level`` x the final level (``final_level``).
+    None when the final level is 0 (nothing emerged)."""
     steps, frac = np.asarray(steps), np.asarray(frac, float)
-    k = max(1, int(round(tail * len(frac))))
-    final = frac[-k:].mean()
+    final = final_level(frac, tail)
     if final <= 0:
         return None
     roll = np.array([frac[max(0, i - window + 1):i + 1].mean() for i in range(len(frac))])

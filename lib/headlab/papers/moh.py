@@ -570,18 +570,20 @@ def score_spread(df: pd.DataFrame) -> pd.DataFrame:
 
 def head_redundancy(pattern: torch.Tensor, z: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
     """Table B metrics for one layer: mean over head pairs of ``1 - 0.5 * sum_k |A_i - A_j|``
-    (per query, averaged) and of the cosine between head outputs ``z`` (per token, only where both
-    heads are on when ``mask`` [B, T, h] is given), signed and absolute (signed means can cancel).
+    (per query, averaged) and of the cosine between head outputs ``z`` (per token), signed and
+    absolute (signed means can cancel). With ``mask`` [B, T, h] (MoH) both are taken only where both
+    heads are on: a head that is off contributes neither its pattern nor its output.
     pattern [B, h, q, k], z [B, T, h, dh]."""
     B, h, Tq, Tk = pattern.shape
     i, j = torch.triu_indices(h, h, 1)
-    sim = 1 - 0.5 * (pattern[:, i] - pattern[:, j]).abs().sum(-1)  # [B, pairs, q]
+    sim = (1 - 0.5 * (pattern[:, i] - pattern[:, j]).abs().sum(-1)).transpose(1, 2)  # [B, q, pairs]
     zn = F.normalize(z.float(), dim=-1)
     cos = (zn[:, :, i] * zn[:, :, j]).sum(-1)  # [B, T, pairs]
-    if mask is not None:
-        cos = cos[mask[:, :, i] & mask[:, :, j]]
+    if mask is not None:  # both metrics over the (token, pair)s where both heads are on
+        both = mask[:, :, i] & mask[:, :, j]
+        sim, cos = sim[both], cos[both]
     if cos.numel() == 0:
-        return {"pattern_similarity": float(sim.mean()), "output_cosine": float("nan"), "output_abs_cosine": float("nan")}
+        return {"pattern_similarity": float("nan"), "output_cosine": float("nan"), "output_abs_cosine": float("nan")}
     return {"pattern_similarity": float(sim.mean()), "output_cosine": float(cos.mean()),
             "output_abs_cosine": float(cos.abs().mean())}
 
@@ -805,11 +807,14 @@ def train_lm(spec: MoHSpec | None, dd: DomainData, cfg: Config, *, steps: int = 
     def loss_fn(m, x, y):
         return m(x, labels=y).loss + beta * balance_loss(m), {}
 
+    val_all = torch.cat(list(dd.val.values()))[:, :-1]  # every domain at once, like the training batches
+
     def eval_fn(m):
         row = {f"val_{k}": v for k, v in domain_losses(m, dd).items()}
-        ls = [a.aux_loss / a.K for a in moh_layers(m) if a.aux_loss is not None]
-        if ls:
-            row["laux_over_K"] = float(torch.stack(ls).max())
+        if moh_layers(m):
+            with torch.no_grad():
+                m(val_all.to(m.device))  # balance over the mixed validation set, not the last domain's forward
+            row["laux_over_K"] = max(float(a.aux_loss) / a.K for a in moh_layers(m))
         return row
 
     tc = TrainConfig(steps=steps, lr=lr, warmup=max(steps // 20, 1), eval_every=eval_every, seed=seed)
