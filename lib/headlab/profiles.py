@@ -161,7 +161,7 @@ NOTEBOOKS: dict[str, Notebook] = {nb.name: nb for nb in [
         smoke=dict(seed=0, device="cpu", models=["smollm2-135m", "gemma3-270m"], batch_size=32,
                    # generated 4-way multiple choice (6 kinds x mc_per_kind), MMLU subset, corpus paragraphs
                    # (CPU budget: every sweep point is one forward per (item, choice) or text; ~300 CPU-s in all)
-                   mc_per_kind=3, mmlu_subjects=8, mmlu_per_subject=1, mmlu_max_chars=160, text_per_type=3,
+                   mc_per_kind=5, mmlu_subjects=8, mmlu_per_subject=1, mmlu_max_chars=160, text_per_type=3,
                    text_max_tokens=24,
                    quantiles=[0.0, 0.1, 0.2, 0.3],
                    # score functions swept per model (aligned with models) on the generated set; the
