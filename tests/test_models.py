@@ -90,3 +90,31 @@ def test_bos_is_explicit(smollm2):
 def test_cached_weights_match_gguf_metadata():
     info = (models.cache_path("smollm2-135m") / "headlab.json").read_text()
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in info
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
+def test_fast_load_gives_the_same_tokenizer_and_logits(name, tmp_path):
+    """The pickled tokenizer and the threaded load change no id and no logit against transformers' own path."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = models.cache_path(name)
+    ref_tok = AutoTokenizer.from_pretrained(src)
+    ref = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, attn_implementation="eager").eval()
+    copy = tmp_path / name  # a fresh folder: the first call builds the pickle, the second reads it
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("model.safetensors", "tokenizer-*.pkl"))
+    built, again = models.cached_tokenizer(copy), models.cached_tokenizer(copy)
+    assert len(list(copy.glob("tokenizer-*.pkl"))) == 1
+    model, tok = models.load(name, attn="eager")
+    texts = english_paragraphs() + ["<bos> <start_of_turn>user\nHi — café ünï 123\t\n", ""]
+    for t in (built, again, tok):
+        assert type(t) is type(ref_tok) and t.all_special_ids == ref_tok.all_special_ids
+        assert t.bos_token_id == ref_tok.bos_token_id and t.eos_token_id == ref_tok.eos_token_id
+        for text in texts:
+            assert t(text)["input_ids"] == ref_tok(text)["input_ids"]
+            assert t.decode(ref_tok(text)["input_ids"]) == ref_tok.decode(ref_tok(text)["input_ids"])
+    ids = torch.tensor([models.encode(tok, texts[0], bos=True)[:64]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, ref(ids).logits)

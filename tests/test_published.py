@@ -1,19 +1,16 @@
 """Checks on what the notebooks publish (figures/<paper>/<profile>/): every plot has its numbers, every
-claims table is well formed and never calls a claim measured without a measured value, and the
+claims table is well formed, never decides a claim without an interval, keeps self-checks apart, and the
 README's summary of verdicts is the one the claims files hold."""
 from __future__ import annotations
-
-import re
 
 import pandas as pd
 import pytest
 
-from headlab.claims import VERDICTS
-from headlab.paths import FIGURES_DIR, REPO_ROOT
+from headlab.claims import CHECK_VERDICTS, COLUMNS, KINDS, VERDICTS, glance
+from headlab.paths import PUBLISHED_DIR, REPO_ROOT
 from headlab.profiles import NOTEBOOKS
 
-CLAIMS = sorted(FIGURES_DIR.glob("*/*/claims.csv"))
-COLUMNS = ["claim_id", "statement", "paper_value", "our_value", "tolerance", "verdict", "note"]
+CLAIMS = sorted(PUBLISHED_DIR.glob("*/*/claims.csv"))
 
 
 def test_every_registered_paper_publishes_smoke_claims():
@@ -26,29 +23,33 @@ def test_claims_table_is_well_formed(path):
     d = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert list(d.columns) == COLUMNS
     assert d.claim_id.is_unique and (d.claim_id != "").all()
+    assert set(d.kind) <= set(KINDS) - {"check"}, "self-checks belong in checks.csv"
     assert set(d.verdict) <= set(VERDICTS), set(d.verdict) - set(VERDICTS)
-    measured = d[d.verdict != "not testable here"]
+    measured = d[~d.verdict.isin(["not testable here", "inconclusive"])]
     assert (measured.our_value.str.strip() != "").all(), "a verdict without a measured value"
-    untestable = d[d.verdict == "not testable here"]
-    assert (untestable.note.str.strip() != "").all(), "'not testable here' must say why"
+    decided = d[d.verdict.isin(["reproduced", "not reproduced"])]
+    for col in ("statistic", "ci_low", "ci_high", "n", "unit", "rule"):
+        assert (decided[col].str.strip() != "").all(), f"a decided row without its {col}"
+    lo, hi = decided.ci_low.astype(float), decided.ci_high.astype(float)
+    assert (lo <= hi).all()
+    untestable = d[d.verdict.isin(["not testable here", "inconclusive"])]
+    assert (untestable.note.str.strip() != "").all(), "'not testable here' / 'inconclusive' must say why"
+    checks = pd.read_csv(path.with_name("checks.csv"), dtype=str, keep_default_na=False)
+    assert list(checks.columns) == COLUMNS and set(checks.kind) <= {"check"}
+    assert set(checks.verdict) <= set(CHECK_VERDICTS)
+    assert not set(checks.claim_id) & set(d.claim_id)
 
 
 def test_every_figure_has_its_numbers():
-    pngs = [p for p in FIGURES_DIR.glob("*/*/*.png") if not p.name.startswith(".")]
+    pngs = [p for p in PUBLISHED_DIR.glob("*/*/*.png") if not p.name.startswith(".")]
     assert pngs
-    missing = [str(p.relative_to(FIGURES_DIR)) for p in pngs if not p.with_suffix(".csv").exists()]
+    missing = [str(p.relative_to(PUBLISHED_DIR)) for p in pngs if not p.with_suffix(".csv").exists()]
     assert not missing, missing
 
 
-def test_readme_claims_summary_matches_the_claims_files():
+def test_readme_claims_at_a_glance_is_generated_from_the_claims_files():
     text = (REPO_ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| (\d\d) [^|]+\| (\w+)[^|]*\| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", text, flags=re.M)
-    assert rows, "README has no claims-at-a-glance table"
-    paper_of = {name[:2]: nb.paper for name, nb in NOTEBOOKS.items()}
-    listed = set()
-    for num, profile, *counts in rows:
-        path = FIGURES_DIR / paper_of[num] / profile / "claims.csv"
-        verdicts = pd.read_csv(path).verdict.value_counts()
-        assert [int(c) for c in counts] == [int(verdicts.get(v, 0)) for v in VERDICTS], path
-        listed.add(path)
-    assert listed == set(CLAIMS), "README lists a different set of claims files"
+    begin, end = "<!-- claims-at-a-glance: python -m headlab claims --glance -->", "<!-- /claims-at-a-glance -->"
+    assert begin in text and end in text, "README has no generated claims-at-a-glance block"
+    block = text.split(begin, 1)[1].split(end, 1)[0].strip()
+    assert block == glance().strip(), "README's claims at a glance is stale: paste `python -m headlab claims --glance`"

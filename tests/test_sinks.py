@@ -217,8 +217,12 @@ def test_passkey_prompts_and_paired_nll():
     model, tok = tiny_lm(max_seq_len=512), ByteTokenizer()
     r = sinks.paired_nll(model, tok, ["some text here to score", "another one, longer than the limit"], max_len=16)
     assert r["n_tokens"] == (15 - 1) + (15 - 1)
+    assert sum(u["n_tokens"] for u in r["per_text"]) == r["n_tokens"]  # per-text units for the claims' interval
+    assert np.average([u["nll_no_bos"] for u in r["per_text"]], weights=[u["n_tokens"] for u in r["per_text"]]) \
+        == pytest.approx(r["nll_no_bos"])
     acc = sinks.passkey_accuracy(model, tok, items[:1], bos=True)
     assert 0 <= acc["acc"] <= 1 and acc["answer_logprob"] < 0
+    assert len(acc["correct"]) == len(acc["tokens"]) == 1 and acc["acc"] == float(acc["correct"][0])
 
 
 # --- pretraining machinery ---------------------------------------------------------------------

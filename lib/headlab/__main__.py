@@ -1,4 +1,4 @@
-"""Command line: ``python -m headlab {run,replot,cache,bench,list,ship}``."""
+"""Command line: ``python -m headlab {run,replot,claims,cache,bench,list,ship}``."""
 from __future__ import annotations
 
 import argparse
@@ -26,11 +26,19 @@ def main(argv=None) -> int:
                                        "fix), without rerunning the notebook")
     rp.add_argument("notebook", help="notebook name, e.g. 03_heads_cooperate")
     rp.add_argument("--profile", default="smoke", help="whose committed CSVs: smoke | gpu | paper | full")
+    cl = sub.add_parser("claims", help="rebuild a run's claims.csv and checks.csv from its saved CSVs (no model, no "
+                                        "kernel), e.g. after a rule is corrected")
+    cl.add_argument("notebook", nargs="?", help="notebook name, e.g. 05_moh")
+    cl.add_argument("--glance", action="store_true", help="print the README's claims-at-a-glance block instead")
+    cl.add_argument("--profile", default="smoke", help="whose committed CSVs: smoke | gpu | paper")
+    cl.add_argument("--check", action="store_true", help="compare with the committed claims instead of writing")
     c = sub.add_parser("cache", help="dequantise the offline GGUF models into .cache/models (once)")
     c.add_argument("models", nargs="*", help="offline model names (default: all)")
     c.add_argument("--force", action="store_true")
-    b = sub.add_parser("bench", help="hook overhead, cached load time, training steps/s")
-    b.add_argument("--repeats", type=int, default=5)
+    b = sub.add_parser("bench", help="edit overheads, cached load time, training speed-up: medians with IQRs, "
+                                     "written to figures/bench/<machine>/bench.csv")
+    b.add_argument("--quick", action="store_true", help="a fast look: SmolLM2 only, 3 pairs, nothing written")
+    b.add_argument("--table", action="store_true", help="print the README's table from the committed CSV")
     sub.add_parser("list", help="notebooks, profiles and offline models")
     s = sub.add_parser("ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it")
     s.add_argument("action", choices=["pack", "unpack"])
@@ -58,6 +66,32 @@ def main(argv=None) -> int:
             for path in mod.replot(NOTEBOOKS[a.notebook].paper, a.profile):
                 print(f"redrawn: {path}")
             return 0
+        if a.cmd == "claims":
+            from .claims import glance, rebuild
+            from .paths import PUBLISHED_DIR
+            from .profiles import NOTEBOOKS
+
+            if a.glance:
+                print(glance(), end="")
+                return 0
+            if a.notebook not in NOTEBOOKS:
+                raise ProfileError(f"unknown notebook {a.notebook!r}; known: {', '.join(NOTEBOOKS)}")
+            folder = PUBLISHED_DIR / NOTEBOOKS[a.notebook].paper / a.profile
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{folder}: no committed run of {a.notebook} at profile {a.profile!r}")
+            C = rebuild(NOTEBOOKS[a.notebook].paper, a.profile, folder)
+            if a.check:
+                import tempfile
+                from pathlib import Path
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    C.save(tmp)
+                    same = all((Path(tmp) / f).read_text() == (folder / f).read_text() for f in ("claims.csv", "checks.csv")
+                               if (folder / f).exists())
+                print("claims match the committed tables" if same else "claims DIFFER from the committed tables")
+                return 0 if same else 1
+            print(C.show(folder=folder))
+            return 0
         if a.cmd == "cache":
             from .models import build_cache, model_names
 
@@ -69,7 +103,7 @@ def main(argv=None) -> int:
         if a.cmd == "bench":
             from .bench import main as bench
 
-            return bench(a.repeats)
+            return bench(quick=a.quick, print_table=a.table)
         if a.cmd == "ship":
             from . import ship
 

@@ -1,93 +1,431 @@
-"""The claims table every notebook ends with.
+"""The claims table every notebook ends with: verdicts decided by intervals, rows labelled by kind.
 
-Each row: claim id, statement, the paper's value, ours, tolerance, verdict, note. Verdicts come
-from the numbers, never from hope:
+A row says what kind of statement it judges:
 
-* numeric with a tolerance: ``|ours - paper| <= tol`` -> reproduced, ``<= 2 tol`` -> partly,
-  else not reproduced;
-* a test the notebook computes from its measurements (``holds=ours > 0.5``) -> reproduced / not
-  reproduced (``partly=True`` marks a qualitative match with a quantitative miss);
-* ``untestable(...)`` -> "not testable here", with the reason.
+* ``paper``      a claim the paper makes (the only kind the README counts as a replication);
+* ``hypothesis`` our own inference or threshold, not the paper's (said so in the table);
+* ``pilot``      a target taken from a pilot study, not from the paper;
+* ``check``      a software or arithmetic self-check; written to ``checks.csv``, never counted.
+
+A ``paper`` / ``hypothesis`` / ``pilot`` row is decided by :class:`Evidence`: the deciding statistic, its
+point estimate, a 95 % interval over the real unit of replication (items, prompts, seeds), how many
+units, and the rule in words. The interval decides (:func:`greater`, :func:`less`, :func:`within`):
+
+* reproduced      the interval lies wholly on the claim's side of the rule;
+* not reproduced  the interval lies wholly on the other side;
+* inconclusive    the interval admits both (the note says about how many units would decide it);
+* partly          a compound claim (:func:`compound`) whose parts were decided both ways;
+* not testable here (:meth:`Claims.untestable`), with the reason.
+
+The paper's numbers are data (:class:`Published`: value as quoted, where, which version). Each paper's
+verdict code lives in ``headlab.papers.<paper>_claims`` as ``build(folder, profile) -> Claims``, computed
+from the tidy CSVs the notebook saved in ``folder``; ``rebuild`` reruns it without any model or kernel,
+which is how ``tests/test_claims_rebuild.py`` checks every committed ``claims.csv``.
 """
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .figures import save_csv
+KINDS = ("paper", "hypothesis", "pilot", "check")
+VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not testable here")
+CHECK_VERDICTS = ("passed", "failed")
+COLUMNS = ["claim_id", "kind", "statement", "source", "paper_value", "our_value", "statistic", "estimate",
+           "ci_low", "ci_high", "n", "unit", "rule", "tolerance", "verdict", "note"]
+LEVEL = 0.95
+N_BOOT = 2000
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
+# paper -> module with ``build(folder: Path, profile: str) -> Claims``
+BUILDERS = {
+    "dormant_heads": "headlab.papers.dormant_heads_claims",
+    "dha_fusion": "headlab.papers.dha_claims",
+    "heads_cooperate": "headlab.papers.count01_claims",
+    "attention_sinks": "headlab.papers.sinks_claims",
+    "moh": "headlab.papers.moh_claims",
+}
 
 
-@dataclass
-class Claim:
-    claim_id: str
-    statement: str
-    paper_value: str
-    our_value: str
-    tolerance: str
+# --------------------------------------------------------------------------------------------- the paper's numbers
+@dataclass(frozen=True)
+class Published:
+    """A number (or qualitative statement) as the paper gives it, and where.
+
+    ``source`` names the place and version, e.g. ``"Table 2, arXiv v4"``; ``note`` says what was
+    inferred ([I] in the notes) or how the quote was read.
+    """
+
+    value: str
+    source: str
+    note: str = ""
+
+
+# ------------------------------------------------------------------------------------------------- intervals
+def bootstrap(units, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL):
+    """Percentile bootstrap over the first axis of ``units`` (items, prompts, paragraphs, ...).
+
+    ``units``: array ``[n, ...]``; ``stat`` maps a resampled array of the same shape to a float.
+    Returns ``(estimate, low, high, n)``. Deterministic for a given ``seed``.
+    """
+    x = np.asarray(units, dtype=float)
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    est = float(stat(x))
+    if n < 2:
+        return est, math.nan, math.nan, n
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = np.array([stat(x[i]) for i in idx], dtype=float)
+    boots = boots[np.isfinite(boots)]
+    if len(boots) == 0:
+        return est, math.nan, math.nan, n
+    a = (1 - level) / 2
+    return est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n
+
+
+def seed_interval(values, level: float = LEVEL):
+    """Mean over seeds with a Student-t interval (the spread over seeds is the unit of replication).
+
+    Returns ``(mean, low, high, n)``; the interval is NaN for fewer than two seeds.
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    m = float(x.mean())
+    if n < 2:
+        return m, math.nan, math.nan, n
+    sd = float(x.std(ddof=1))
+    if sd == 0.0:
+        return m, m, m, n
+    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return m, m - h, m + h, n
+
+
+def wilson(k: int, n: int, level: float = LEVEL):
+    """A proportion ``k / n`` with its Wilson score interval: ``(p, low, high, n)``."""
+    from scipy import stats
+
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    lo, hi = (0.0 if k == 0 else max(0.0, c - h)), (1.0 if k == n else min(1.0, c + h))
+    return p, lo, hi, n
+
+
+def sign_flip_interval(diffs, level: float = LEVEL):
+    """Paired differences over seeds or items: the t-interval of their mean (alias kept for readability)."""
+    return seed_interval(diffs, level)
+
+
+# -------------------------------------------------------------------------------------------------- evidence
+@dataclass(frozen=True)
+class Evidence:
+    """The deciding statistic of a row and the verdict its interval gives."""
+
+    statistic: str  # what was measured, in words, e.g. "AHON-LN SD minus AWFT SD (pt)"
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int  # how many units the interval rests on
+    unit: str  # "items", "prompts", "seeds", "heads", ...
+    rule: str  # the decision rule in words, fixed before the run
     verdict: str
-    note: str
+    margin: float = math.nan  # signed distance of the interval from the rule's boundary (+ = claim side)
+    note: str = ""
 
 
+def _needed(n: int, lo: float, hi: float, est: float, threshold: float) -> str:
+    """Roughly how many units would make an interval of this width exclude ``threshold``."""
+    half = (hi - lo) / 2
+    gap = abs(est - threshold)
+    if not (n and math.isfinite(half) and half > 0):
+        return ""
+    if gap == 0:
+        return "; the estimate sits on the boundary: no sample size decides it"
+    need = math.ceil(n * (half / gap) ** 2)
+    return f"; about {need} units would decide it at this effect size" if need > n else ""
+
+
+def _bounded(statistic, est, lo, hi, n, unit, rule, side: str, threshold: float) -> Evidence:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Evidence(statistic, est, lo, hi, n, unit, rule, "inconclusive", math.nan,
+                        f"no interval ({n} {unit}): undecided")
+    if side == "greater":
+        margin = lo - threshold if lo > threshold else (hi - threshold if hi <= threshold else 0.0)
+        verdict = "reproduced" if lo > threshold else "not reproduced" if hi <= threshold else "inconclusive"
+    else:
+        margin = threshold - hi if hi < threshold else (threshold - lo if lo >= threshold else 0.0)
+        verdict = "reproduced" if hi < threshold else "not reproduced" if lo >= threshold else "inconclusive"
+    note = "interval admits both" + _needed(n, lo, hi, est, threshold) if verdict == "inconclusive" else ""
+    return Evidence(statistic, est, lo, hi, n, unit, rule, verdict, margin, note)
+
+
+def greater(statistic: str, interval, unit: str, threshold: float = 0.0, rule: str | None = None) -> Evidence:
+    """The claim holds when the statistic exceeds ``threshold``; ``interval = (est, lo, hi, n)``."""
+    est, lo, hi, n = interval
+    return _bounded(statistic, float(est), float(lo), float(hi), int(n), unit,
+                    rule or f"reproduced if the 95% interval lies above {threshold:g}; not if it lies at or below",
+                    "greater", threshold)
+
+
+def less(statistic: str, interval, unit: str, threshold: float = 0.0, rule: str | None = None) -> Evidence:
+    """The claim holds when the statistic is below ``threshold``; ``interval = (est, lo, hi, n)``."""
+    est, lo, hi, n = interval
+    return _bounded(statistic, float(est), float(lo), float(hi), int(n), unit,
+                    rule or f"reproduced if the 95% interval lies below {threshold:g}; not if it lies at or above",
+                    "less", threshold)
+
+
+def within(statistic: str, interval, unit: str, target: float, tol: float, rule: str | None = None) -> Evidence:
+    """The claim holds when the statistic is within ``target ± tol``: reproduced if the whole interval is
+    inside the band, not reproduced if it is wholly outside, inconclusive if it straddles an edge."""
+    est, lo, hi, n = (float(v) for v in interval)
+    n = int(n)
+    rule = rule or f"reproduced if the 95% interval lies inside {target:g} ± {tol:g}; not if wholly outside"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Evidence(statistic, est, lo, hi, n, unit, rule, "inconclusive", math.nan, f"no interval ({n} {unit})")
+    a, b = target - tol, target + tol
+    if a <= lo and hi <= b:
+        v, m = "reproduced", min(lo - a, b - hi)
+    elif hi < a or lo > b:
+        v, m = "not reproduced", -max(a - hi, lo - b)
+    else:
+        v, m = "inconclusive", 0.0
+    note = "interval straddles the band's edge" if v == "inconclusive" else ""
+    return Evidence(statistic, est, lo, hi, n, unit, rule, v, m, note)
+
+
+def compound(parts: dict[str, Evidence], rule: str | None = None) -> Evidence:
+    """A claim with several parts (e.g. one per model): reproduced if every part is, not reproduced if
+    every part is not, partly if parts were decided both ways, inconclusive otherwise. The row shows the
+    part nearest its boundary as the deciding statistic; the note lists every part."""
+    if not parts:
+        raise ValueError("compound() needs at least one part")
+    vs = {e.verdict for e in parts.values()}
+    if len(vs) == 1:
+        verdict = vs.pop()
+    elif {"reproduced", "not reproduced"} <= vs or "partly" in vs:
+        verdict = "partly"
+    else:
+        verdict = "inconclusive"
+    name, key = min(parts.items(), key=lambda kv: abs(kv[1].margin) if math.isfinite(kv[1].margin) else -1.0)
+    note = "; ".join(f"{k}: {e.verdict} ({_fmt(e.estimate)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}], n={e.n})"
+                     for k, e in parts.items())
+    return replace(key, statistic=f"{key.statistic} [{name}]", verdict=verdict,
+                   rule=rule or f"every part: {key.rule}", note=note)
+
+
+# ---------------------------------------------------------------------------------------------------- the table
 def _fmt(x) -> str:
     if x is None:
         return ""
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
         if math.isnan(x):
-            return "nan"
-        return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.4g}"
+            return ""
+        if x == 0:
+            return "0"
+        return f"{x:.4g}"
     return str(x)
 
 
+@dataclass
+class Row:
+    claim_id: str
+    kind: str
+    statement: str
+    source: str = ""
+    paper_value: str = ""
+    our_value: str = ""
+    statistic: str = ""
+    estimate: str = ""
+    ci_low: str = ""
+    ci_high: str = ""
+    n: str = ""
+    unit: str = ""
+    rule: str = ""
+    tolerance: str = ""
+    verdict: str = ""
+    note: str = ""
+
+
 class Claims:
+    """Rows of one paper under one profile; ``save`` writes ``claims.csv`` and ``checks.csv``."""
+
     def __init__(self, paper: str, profile: str):
         self.paper, self.profile = paper, profile
-        self.rows: list[Claim] = []
+        self.rows: list[Row] = []
 
-    def _put(self, claim: Claim):
-        if claim.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}")
-        self.rows = [r for r in self.rows if r.claim_id != claim.claim_id] + [claim]
-        return claim
+    def _put(self, row: Row) -> Row:
+        if row.kind not in KINDS:
+            raise ValueError(f"claim {row.claim_id}: kind must be one of {KINDS}")
+        allowed = CHECK_VERDICTS if row.kind == "check" else VERDICTS
+        if row.verdict not in allowed:
+            raise ValueError(f"claim {row.claim_id}: verdict {row.verdict!r} is not one of {allowed}")
+        if row.kind != "check" and row.verdict in ("reproduced", "not reproduced") and not (row.ci_low and row.ci_high
+                                                                                          and row.n):
+            raise ValueError(f"claim {row.claim_id}: '{row.verdict}' needs a 95% interval and a unit count")
+        self.rows = [r for r in self.rows if r.claim_id != row.claim_id] + [row]
+        return row
 
-    def add(self, claim_id: str, statement: str, paper, ours, *, tolerance: float | None = None,
-            holds: bool | None = None, partly: bool = False, note: str = "") -> Claim:
-        if tolerance is not None:
-            if holds is not None:
-                raise ValueError("give either tolerance or holds, not both")
-            diff = abs(float(ours) - float(paper))
-            verdict = "reproduced" if diff <= tolerance else "partly" if diff <= 2 * tolerance else "not reproduced"
-        elif holds is not None:
-            verdict = "reproduced" if bool(holds) else ("partly" if partly else "not reproduced")
-        else:
-            raise ValueError(f"claim {claim_id}: a verdict needs a tolerance or a computed test (holds=...)")
-        return self._put(Claim(claim_id, statement, _fmt(paper), _fmt(ours),
-                               "" if tolerance is None else f"±{_fmt(tolerance)}", verdict, note))
+    def add(self, claim_id: str, statement: str, published: Published, ours: str, evidence: Evidence, *,
+            kind: str = "paper", tolerance: str = "", note: str = "") -> Row:
+        """A row decided by ``evidence`` (see :func:`greater`, :func:`less`, :func:`within`, :func:`compound`)."""
+        if kind == "check":
+            raise ValueError("use check() for self-checks")
+        e = evidence
+        notes = "; ".join(s for s in (note, e.note, published.note) if s)
+        return self._put(Row(claim_id, kind, statement, published.source, published.value, ours, e.statistic,
+                             _fmt(e.estimate), _fmt(e.ci_low), _fmt(e.ci_high), _fmt(e.n), e.unit, e.rule,
+                             tolerance, e.verdict, notes))
 
-    def untestable(self, claim_id: str, statement: str, paper, why: str) -> Claim:
-        return self._put(Claim(claim_id, statement, _fmt(paper), "", "", "not testable here", why))
+    def untestable(self, claim_id: str, statement: str, published: Published, why: str, *, kind: str = "paper",
+                   ours: str = "") -> Row:
+        """Not testable here: ``why`` says what it would need (and ``ours`` any analogue measured)."""
+        return self._put(Row(claim_id, kind, statement, published.source, published.value, ours,
+                             verdict="not testable here", note=why))
 
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(r) for r in self.rows],
-                            columns=list(Claim.__dataclass_fields__))
+    def inconclusive(self, claim_id: str, statement: str, published: Published, ours: str, why: str, *,
+                     kind: str = "paper", statistic: str = "", n: int | None = None, unit: str = "",
+                     rule: str = "") -> Row:
+        """Measured, but the measurement cannot decide (e.g. the premise did not hold); ``why`` says so."""
+        return self._put(Row(claim_id, kind, statement, published.source, published.value, ours, statistic,
+                             n=_fmt(n), unit=unit, rule=rule, verdict="inconclusive", note=why))
 
-    def save(self):
-        return save_csv(self.table(), self.paper, self.profile, "claims")
+    def check(self, claim_id: str, statement: str, passed: bool, ours: str, *, expected: str = "",
+              note: str = "") -> Row:
+        """A software or arithmetic self-check (goes to ``checks.csv``; never counted as a replication)."""
+        return self._put(Row(claim_id, "check", statement, paper_value=expected, our_value=ours,
+                             verdict="passed" if bool(passed) else "failed", note=note))
+
+    # ------------------------------------------------------------------------------------------- output
+    def table(self, kinds=("paper", "hypothesis", "pilot")) -> pd.DataFrame:
+        return pd.DataFrame([asdict(r) for r in self.rows if r.kind in kinds], columns=COLUMNS)
+
+    def checks(self) -> pd.DataFrame:
+        return self.table(kinds=("check",))
+
+    def save(self, folder: Path | None = None) -> Path:
+        """Write ``claims.csv`` (paper, hypothesis, pilot rows) and ``checks.csv`` into ``folder``
+        (default ``figures/<paper>/<profile>/``), atomically; returns the claims path."""
+        from .figures import _atomic_write, out_dir
+
+        folder = Path(folder) if folder is not None else out_dir(self.paper, self.profile)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, t in (("claims", self.table()), ("checks", self.checks())):
+            _atomic_write(folder / f"{name}.csv", lambda p, t=t: t.to_csv(p, index=False))
+        return folder / "claims.csv"
 
     def summary(self) -> str:
-        t = self.table()
+        t = self.table(kinds=("paper",))
         counts = t["verdict"].value_counts()
-        return ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+        s = "paper claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+        other = self.table(kinds=("hypothesis", "pilot"))
+        if len(other):
+            s += f"\nour hypotheses and pilot targets (not the paper's): {len(other)}, " + ", ".join(
+                f"{k} {v}" for v, k in other.verdict.value_counts().items())
+        ch = self.checks()
+        if len(ch):
+            s += f"\nchecks (not replications): {(ch.verdict == 'passed').sum()}/{len(ch)} passed"
+        return s
 
-    def show(self, max_colwidth: int = 70) -> str:
-        """Save claims.csv and return the table as plain text (stable for nbval)."""
-        self.save()
+    def show(self, max_colwidth: int = 60, folder: Path | None = None) -> str:
+        """Save claims.csv + checks.csv and return the tables as plain text (stable for nbval)."""
+        self.save(folder)
+        cols = ["claim_id", "kind", "paper_value", "our_value", "estimate", "ci_low", "ci_high", "n", "unit", "verdict"]
+        out = []
         with pd.option_context("display.max_colwidth", max_colwidth, "display.width", 250):
-            return self.table().to_string(index=False) + "\n\n" + self.summary()
+            out.append(self.table()[cols].to_string(index=False))
+            ch = self.checks()
+            if len(ch):
+                out.append("\nchecks:\n" + ch[["claim_id", "statement", "our_value", "verdict"]].to_string(index=False))
+        return "\n".join(out) + "\n\n" + self.summary()
+
+
+# ------------------------------------------------------------------------------------------------- rebuilding
+def builder(paper: str):
+    if paper not in BUILDERS:
+        raise KeyError(f"no claims code for paper {paper!r}; known: {', '.join(BUILDERS)}")
+    return importlib.import_module(BUILDERS[paper])
+
+
+def rebuild(paper: str, profile: str, folder: Path | None = None) -> Claims:
+    """Recompute a run's claims from the CSVs in ``folder`` (default: the committed ``figures/``)."""
+    from .paths import PUBLISHED_DIR
+
+    folder = Path(folder) if folder is not None else PUBLISHED_DIR / paper / profile
+    return builder(paper).build(folder, profile)
+
+
+def read(folder: Path, name: str) -> pd.DataFrame:
+    """A saved tidy CSV of a run, with a clear error when it is missing."""
+    path = Path(folder) / f"{name}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the claims need this CSV; rerun the notebook that writes it")
+    return pd.read_csv(path)
+
+
+def counts(path: Path) -> dict[str, int]:
+    """Verdict counts of the ``paper`` rows of a claims.csv, plus checks passed / total from checks.csv."""
+    d = pd.read_csv(path, dtype=str, keep_default_na=False)
+    vc = d[d.kind == "paper"].verdict.value_counts()
+    out = {v: int(vc.get(v, 0)) for v in VERDICTS}
+    ch_path = Path(path).with_name("checks.csv")
+    ch = pd.read_csv(ch_path, dtype=str, keep_default_na=False) if ch_path.exists() else pd.DataFrame(columns=COLUMNS)
+    out["checks passed"], out["checks"] = int((ch.verdict == "passed").sum()), len(ch)
+    out["hypothesis/pilot"] = int(d.kind.isin(["hypothesis", "pilot"]).sum())
+    return out
+
+
+# ---------------------------------------------------------------------------------------- claims at a glance
+# The claim each paper is cited for (its headline), by claim id in that paper's claims.csv.
+HEADLINES: dict[str, str] = {"dormant_heads": "C1", "dha_fusion": "C9", "heads_cooperate": "K8",
+                              "attention_sinks": "K4", "moh": "C1"}
+GLANCE_COLUMNS = ["reproduced", "partly", "not reproduced", "inconclusive", "not testable here"]
+
+
+def glance(root: Path | None = None) -> str:
+    """The README's "claims at a glance" block, generated from the committed claims.csv / checks.csv files:
+    verdict counts of ``paper`` rows only, hypothesis/pilot rows and self-checks counted apart, and one line
+    per paper with its headline claim's verdict and evidence."""
+    from .paths import PUBLISHED_DIR
+    from .profiles import NOTEBOOKS
+
+    root = Path(root) if root is not None else PUBLISHED_DIR
+    nb_of = {nb.paper: nb.name for nb in NOTEBOOKS.values()}
+    lines = ["| notebook | profile | " + " | ".join(GLANCE_COLUMNS) + " | ours (hypothesis, pilot) | checks passed |",
+             "|---|---|" + "---|" * (len(GLANCE_COLUMNS) + 2)]
+    heads = []
+    for path in sorted(root.glob("*/*/claims.csv"), key=lambda p: (nb_of.get(p.parent.parent.name, "~"),
+                                                                  p.parent.name != "smoke", p.parent.name)):
+        paper, profile = path.parent.parent.name, path.parent.name
+        c = counts(path)
+        nb = nb_of.get(paper, paper)
+        lines.append(f"| {nb} | {profile} | " + " | ".join(str(c[v]) for v in GLANCE_COLUMNS)
+                     + f" | {c['hypothesis/pilot']} | {c['checks passed']}/{c['checks']} |")
+        hid = HEADLINES.get(paper)
+        if hid:
+            d = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("claim_id")
+            if hid in d.index:
+                r = d.loc[hid]
+                ev = (f": {r.statistic} = {r.estimate} [{r.ci_low}, {r.ci_high}], n = {r.n} {r.unit}"
+                      if r.ci_low else (f": {r.note}" if r.verdict in ("not testable here", "inconclusive") else ""))
+                heads.append(f"- **{nb} ({profile})**, headline {hid} — {r.statement}: **{r.verdict}**{ev}")
+    return "\n".join(lines) + ("\n\nHeadline claims:\n\n" + "\n".join(heads) if heads else "") + "\n"

@@ -445,12 +445,12 @@ def structural_checks(seed: int = 0, d: int = 32, h: int = 8, d_head: int = 8, T
     ref = mha(x, cos, sin)[0].detach()
     dense = MoHAttention(cfg, 0, MoHSpec(router="dense"))
     dense.load_state_dict(mha.state_dict(), strict=False)
-    rows.append({"check": "dense router == MHA (max |diff|)", "value": float((dense(x, cos, sin)[0].detach() - ref).abs().max())})
+    rows.append({"id": "dense", "check": "dense router == MHA (max |diff|)", "value": float((dense(x, cos, sin)[0].detach() - ref).abs().max())})
     full = MoHAttention(cfg, 0, MoHSpec(n_shared=2, top_k=h - 2))
     full.load_state_dict(mha.state_dict(), strict=False)
     for lin in (full.wg, full.wg_0, full.wg_1):
         nn.init.zeros_(lin.weight)
-    rows.append({"check": "two-stage, K = E, zero routers == MHA (max |diff|)", "value": float((full(x, cos, sin)[0].detach() - ref).abs().max())})
+    rows.append({"id": "two_stage", "check": "two-stage, K = E, zero routers == MHA (max |diff|)", "value": float((full(x, cos, sin)[0].detach() - ref).abs().max())})
     worst = 0.0
     for router in ROUTERS:
         for causal, doc in ((True, None), (True, docs), (False, None)):
@@ -463,22 +463,22 @@ def structural_checks(seed: int = 0, d: int = 32, h: int = 8, d_head: int = 8, T
             torch.manual_seed(seed + 1)
             ob = b(x, cos, sin, doc)[0]
             worst = max(worst, float((oa - ob).detach().abs().max()))
-    rows.append({"check": "masked == skip, every router, causal/documents/non-causal (max |diff|)", "value": worst})
+    rows.append({"id": "masked_skip", "check": "masked == skip, every router, causal/documents/non-causal (max |diff|)", "value": worst})
     E, K = 6, 4
     p, m = balanced_example(E, K)
-    rows.append({"check": f"balance loss, uniform and balanced, code scale (= K = {K})", "value": float(balance_value(p, m, "code"))})
-    rows.append({"check": f"balance loss, uniform and balanced, paper scale (= K/E = {K / E:.4f})", "value": float(balance_value(p, m, "paper"))})
+    rows.append({"id": "balance_code", "check": f"balance loss, uniform and balanced, code scale (= K = {K})", "value": float(balance_value(p, m, "code"))})
+    rows.append({"id": "balance_paper", "check": f"balance loss, uniform and balanced, paper scale (= K/E = {K / E:.4f})", "value": float(balance_value(p, m, "paper"))})
     grads = {}
     for k in (1, 2):
         torch.manual_seed(seed)
         a = MoHAttention(cfg, 0, MoHSpec(n_shared=2, top_k=k))
         a(x, cos, sin)[0].pow(2).sum().backward()
         grads[k] = float(a.wg.weight.grad.abs().max())
-    rows.append({"check": "K = 1: max |task-loss grad of W_r| (K = 2 for scale: %.3g)" % grads[2], "value": grads[1]})
+    rows.append({"id": "k1_grad", "check": "K = 1: max |task-loss grad of W_r| (K = 2 for scale: %.3g)" % grads[2], "value": grads[1]})
     q = torch.randn(B, h, T, d_head)
     pre = topk_mask(q.norm(dim=-1).transpose(1, 2), 3)
     post = topk_mask(apply_rope(q, cos, sin).norm(dim=-1).transpose(1, 2), 3)
-    rows.append({"check": "query-norm top-K, pre- vs post-RoPE: tokens that differ", "value": float((pre != post).any(-1).sum())})
+    rows.append({"id": "qnorm_rope", "check": "query-norm top-K, pre- vs post-RoPE: tokens that differ", "value": float((pre != post).any(-1).sum())})
     return pd.DataFrame(rows)
 
 
@@ -1012,7 +1012,7 @@ def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *,
     ratio to MHA of the same run, plus the analytic FLOPs ratio under perfect skipping."""
     device = torch.device(device)
     timer = _timer(device)
-    rows = []
+    rows, reps = [], []
     for T in seqs:
         cfg = Config(vocab_size=8, d_model=n_heads * d_head, n_layers=1, n_heads=n_heads, d_head=d_head, max_seq_len=T)
         torch.manual_seed(seed)
@@ -1042,6 +1042,8 @@ def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *,
             for key, fn in fns.items():
                 times[key].append(timer(fn))
         base = float(np.median(times[("MHA", "dense")]))
+        reps.extend({"seq": T, "variant": name, "mode": mode, "repeat": r, "seconds": t}
+                    for (name, mode), ts in times.items() for r, t in enumerate(ts))
         for (name, mode), ts in times.items():
             med = float(np.median(ts))
             if name == "MHA":
@@ -1054,33 +1056,96 @@ def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *,
             rows.append({"seq": T, "variant": name, "mode": mode, "active_heads": active, "activated": active / n_heads,
                          "seconds": med, "tokens_per_s": batch * T / med, "time_vs_mha": med / base,
                          "flops_vs_mha_perfect_skip": sum(fl.values()) / sum(fl0.values())})
+    df = pd.DataFrame(rows)
+    df.attrs["repeats"] = pd.DataFrame(reps)  # per-repeat times (round-robin: repeat r of every implementation together)
+    return df
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-unit data for the claims (per test image, per validation window, per timing repeat)
+# ----------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def vit_correct(model: nn.Module, X: torch.Tensor, y) -> np.ndarray:
+    """Per test image: 1 if the model's prediction is right (the units of the accuracy claims)."""
+    model.eval()
+    return (model(X).argmax(-1).cpu().numpy() == np.asarray(y)).astype(int)
+
+
+@torch.no_grad()
+def window_losses(model: HeadlabLM, dd: DomainData) -> pd.DataFrame:
+    """Validation loss (nats/byte) per window: domain, window, val_loss (their per-domain mean is
+    ``domain_losses``)."""
+    model.eval()
+    rows = []
+    for t, w in dd.val.items():
+        w = w.to(model.device)
+        logits = model(w[:, :-1]).logits
+        l = F.cross_entropy(logits.flatten(0, 1).float(), w[:, 1:].flatten(), reduction="none").view(len(w), -1).mean(1)
+        rows += [{"domain": t, "window": i, "val_loss": float(v)} for i, v in enumerate(l.tolist())]
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def window_nlls(model, ids: torch.Tensor, batch: int = 4) -> np.ndarray:
+    """Mean next-token loss (nats) of each window [n, seq]; their mean is ``window_nll``."""
+    out = []
+    for s in range(0, len(ids), batch):
+        x = ids[s:s + batch].to(model.device)
+        logits = model(input_ids=x).logits
+        l = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten(), reduction="none")
+        out += l.view(len(x), -1).mean(1).tolist()
+    return np.asarray(out)
+
+
+def conversion_windows(model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)) -> pd.DataFrame:
+    """``conversion_table`` per evaluation window: budget, router, seed, window, nll."""
+    rows = []
+
+    def put(budget, router, seed, nll):
+        rows.extend({"budget": budget, "router": router, "seed": seed, "window": i, "nll": float(v)} for i, v in enumerate(nll))
+
+    put("9/9", "original", -1, window_nlls(model, ids))
+    for name, (hs, k) in budgets.items():
+        for router, seeds in (("query_norm", [0]), ("random", list(random_seeds)), ("inverse", [0])):
+            for s in seeds:
+                with query_norm_routing(model, hs, k, router, seed=s, ste=False):
+                    put(name, router, s if router == "random" else -1, window_nlls(model, ids))
+    return pd.DataFrame(rows)
+
+
+def redundancy_units(model: nn.Module, x: torch.Tensor) -> pd.DataFrame:
+    """``model_redundancy`` of each unit (test image or window) on its own: unit, pattern_similarity,
+    output_cosine, output_abs_cosine (averaged over layers)."""
+    return pd.DataFrame([{"unit": i, **model_redundancy(model, [x[i:i + 1]])} for i in range(len(x))])
+
+
+def routing_units(rec: dict, labels, n_shared: int, scores: bool = False) -> pd.DataFrame:
+    """Per unit (image or window) and layer: label, tokens, and ``sel_j`` = tokens that selected
+    head j (shared heads: every token). With ``scores``, ``gsum_j`` = the sum of head j's gate over
+    the tokens where it is active (last layer only is enough for the score claims)."""
+    labels = np.asarray(labels)
+    frames = []
+    for l, r in sorted(rec.items()):
+        m = r["mask"]
+        N, T, h = m.shape
+        d = pd.DataFrame({"layer": l, "unit": np.arange(N), "label": labels, "tokens": T})
+        sel = m.sum(1).numpy()
+        for j in range(h):
+            d[f"sel_{j}"] = sel[:, j]
+        if scores:
+            g = (r["gates"] * m).sum(1).numpy()
+            for j in range(h):
+                d[f"gsum_{j}"] = g[:, j]
+        d.attrs["n_shared"] = n_shared
+        frames.append(d)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------------------------
 # Published numbers (for the claims table; the paper's own values, never ours)
 # ----------------------------------------------------------------------------------------------
 
-PAPER_TABLE4 = {  # MoH-LLaMA3-8B vs LLaMA3-8B, 14 benchmarks: (LLaMA3-8B, MoH-LLaMA3-8B)
-    "MMLU": (65.2, 65.8), "CEVAL": (52.3, 61.5), "CMMLU": (50.7, 64.4), "GSM8K": (49.5, 56.9),
-    "TruthfulQA": (35.4, 44.0), "HellaSwag": (81.9, 80.1), "LogiQA": (30.0, 30.3), "BoolQ": (83.9, 84.0),
-    "LAMBADA": (75.5, 76.4), "SciQ": (94.0, 92.2), "PIQA": (81.0, 78.8), "WinoGrande": (72.5, 72.9),
-    "NQ": (31.5, 28.3), "ARC-C": (59.0, 60.1)}
-PAPER_TABLE4_AVG = (61.6, 64.0)
-PAPER_TABLEG = {  # MoH-LLaMA3-8B vs the stage-1 (continued-pretraining, still MHA) model
-    "MMLU": (66.2, 65.8), "CMMLU": (66.0, 64.4), "NQ": (28.1, 28.3), "GSM8K": (58.6, 56.9),
-    "TruthfulQA": (41.9, 44.0), "HellaSwag": (79.4, 80.1), "LogiQA": (30.4, 30.3), "BoolQ": (85.1, 84.0),
-    "LAMBADA": (75.8, 76.4), "SciQ": (92.2, 92.2), "PIQA": (79.1, 78.8), "WinoGrande": (73.0, 72.9),
-    "ARC-E": (70.9, 72.5), "ARC-C": (59.6, 60.1)}
-PAPER_TABLEG_AVG = (64.7, 64.8)
-PAPER_TABLE3 = {  # LLMs from scratch: SciQ, PIQA, WinoGrande, OBQA, LogiQA, TruthfulQA -> printed average
-    "LLM-S 100B": ([63.0, 63.1, 51.1, 27.4, 26.9, 31.6], 43.9),
-    "MoH-LLM-S-75": ([64.7, 62.0, 50.6, 28.8, 26.4, 35.2], 44.6),
-    "MoH-LLM-S-50": ([67.0, 62.2, 51.5, 29.2, 26.7, 35.6], 45.4),
-    "LLM-B 100B": ([73.1, 69.7, 52.0, 31.8, 28.4, 29.5], 47.4),
-    "MoH-LLM-B-75": ([74.7, 69.2, 52.8, 30.0, 28.1, 32.2], 47.8),
-    "MoH-LLM-B-50": ([75.2, 67.0, 52.0, 29.0, 26.9, 32.8], 47.2),
-    "LLM-B 200B": ([73.1, 70.3, 53.3, 32.4, 29.0, 29.5], 47.9),
-    "MoH-LLM-B-75 200B": ([76.0, 69.2, 52.7, 30.4, 29.8, 32.6], 48.5),
-    "MoH-LLM-B-50 200B": ([75.6, 66.9, 53.5, 29.4, 26.7, 32.7], 47.5),
-}
+# the quoted tables live in the torch-free claims module (rebuilt without a kernel); re-exported here
+from headlab.papers.moh_claims import (PAPER_TABLE3, PAPER_TABLE4, PAPER_TABLE4_AVG, PAPER_TABLEG,  # noqa: E402,F401
+                                       PAPER_TABLEG_AVG)

@@ -368,7 +368,9 @@ def paired_nll(model, tok, texts, max_len: int, batch_size: int = 8) -> dict:
     b = np.concatenate(without)
     if len(a) != len(b):
         raise RuntimeError("with/without ⟨bos⟩ scored different numbers of tokens")
-    return {"nll_bos": float(a.mean()), "nll_no_bos": float(b.mean()), "n_tokens": int(len(a))}
+    per_text = [{"n_tokens": len(x) - 1, "nll_bos": float(x[1:].mean()), "nll_no_bos": float(y.mean())}
+                for x, y in zip(with_bos, without) if len(y)]  # per text: the unit the claims' interval resamples
+    return {"nll_bos": float(a.mean()), "nll_no_bos": float(b.mean()), "n_tokens": int(len(a)), "per_text": per_text}
 
 
 FILLER = ("The river ran past the old mill and on towards the sea.", "A gull circled twice above the harbour.",
@@ -412,7 +414,7 @@ def passkey_accuracy(model, tok, items, bos: bool) -> dict:
         logp.append(float(lp.gather(-1, tgt[:, None]).sum()))
         lengths.append(len(ctx) + len(cont))
     return {"acc": float(np.mean(correct)), "answer_logprob": float(np.mean(logp)), "n": len(items),
-            "mean_tokens": float(np.mean(lengths))}
+            "mean_tokens": float(np.mean(lengths)), "correct": correct, "tokens": lengths}
 
 
 # ------------------------------------------------------------------------------------------------

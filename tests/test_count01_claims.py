@@ -1,0 +1,198 @@
+"""Rules of notebook 03's claims (headlab.papers.count01_claims) on small hand-made frames; no model, no torch."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from headlab.claims import greater
+from headlab.papers import count01_claims as cc
+
+
+def heads(rows):
+    """rows: (H, seed, head, auc, s_acc, l_acc, w01, w02, self_mass, d_std)."""
+    cols = ["H", "seed", "head", "auc", "s_acc", "l_acc", "w01", "w02", "self_mass", "d_std"]
+    d = pd.DataFrame(rows, columns=cols)
+    d["variant"], d["mass_0"] = "A", 0.5
+    return d
+
+
+def counting_model(H, seed, gap=0.1, inert=0, d_std=20.0):
+    """H heads; the last ``inert`` of them inert (AUC 0.6, tiny d_std, w01 ~ 0.1), the others counting."""
+    out = []
+    for h in range(H):
+        if h >= H - inert:
+            out.append((H, seed, h, 0.6, 0.6, 0.58, 0.1, 1e-4, 0.01, 0.01))
+        else:
+            out.append((H, seed, h, 1.0, 1.0, 1.0 - gap - 0.001 * seed, 1.0, 0.1, 0.02, d_std + seed))
+    return out
+
+
+def models(rows):
+    """rows: (H, seed, model_acc, uniform_vocab_acc)."""
+    d = pd.DataFrame(rows, columns=["H", "seed", "model_acc", "uniform_vocab_acc"])
+    d["variant"], d["acc"], d["logreg_acc"], d["uniform_std_best_acc"] = "A", d.model_acc, d.model_acc, d.model_acc
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def test_all_of_outcomes():
+    yes = greater("x", (1.0, 0.9, 1.1, 10), "seeds", 0.5)
+    no = greater("x", (0.1, 0.0, 0.2, 10), "seeds", 0.5)
+    maybe = greater("x", (0.5, 0.3, 0.7, 10), "seeds", 0.5)
+    assert cc.all_of({"a": yes, "b": yes}, "r").verdict == "reproduced"
+    assert cc.all_of({"a": yes, "b": no}, "r").verdict == "not reproduced"
+    assert cc.all_of({"a": yes, "b": maybe}, "r").verdict == "inconclusive"
+    assert "[b]" in cc.all_of({"a": yes, "b": no}, "r").statistic
+
+
+def test_inert_heads_rule():
+    h = heads(counting_model(4, 0, inert=1))
+    assert cc.inert_heads(h).tolist() == [False, False, False, True]
+    m = cc.models_with_inert(h)
+    assert m.n_inert.tolist() == [1]
+
+
+def test_diff_interval():
+    est, lo, hi, n = cc.diff_interval([0, 0, 0], [0.1, 0.1, 0.1])
+    assert est == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1) and n == 6
+    est, lo, hi, _ = cc.diff_interval([0.0, 0.1, 0.2], [0.1, 0.2, 0.3])
+    assert lo < est < hi
+
+
+# -------------------------------------------------------------------------------------------------- claims
+def test_k1_verdicts():
+    good = models([(H, s, 1.0 - 0.001 * s, 1.0) for H in (1, 4) for s in range(5)])
+    assert cc.k1(good)[0].verdict == "reproduced"
+    bad = models([(H, s, 0.6 + 0.01 * s, 0.6) for H in (1, 4) for s in range(5)])
+    assert cc.k1(bad)[0].verdict == "not reproduced"
+    mixed = models([(1, s, a, 1.0) for s, a in enumerate([1.0, 0.97, 0.995, 0.99])])
+    assert cc.k1(mixed)[0].verdict == "inconclusive"
+
+
+def test_k3_share_of_counting_heads():
+    h = heads([r for s in range(4) for r in counting_model(4, s)])
+    assert cc.k3(h)[0].verdict == "reproduced"
+    h = heads([r for s in range(4) for r in counting_model(4, s, inert=3)])
+    assert cc.k3(h)[0].verdict == "not reproduced"
+
+
+def test_k4_gap_and_growth():
+    grow = [r for s in range(4) for H, g in ((1, 0.0), (4, 0.1), (8, 0.2)) for r in counting_model(H, s, gap=g)]
+    ev, ours, split = cc.k4(heads(grow))
+    assert ev.verdict == "reproduced" and "H=8: 0.2" in ours
+    flat = [r for s in range(4) for H in (1, 4, 8) for r in counting_model(H, s, gap=0.0, inert=1 if H >= 4 else 0)]
+    ev, _, split = cc.k4(heads(flat))
+    assert ev.verdict == "not reproduced" and "with an inert head" in split
+
+
+def test_k5_signature():
+    h = heads([r for s in range(10) for r in counting_model(8, s)])
+    assert cc.k5(h)[0].verdict == "reproduced"
+    h.loc[h.auc >= 0.95, "w01"] = 2.0
+    assert cc.k5(h)[0].verdict == "not reproduced"
+
+
+def test_k6_literal_vs_symmetric():
+    # inert heads with w01 = 0.1: symmetric reading says "different", literal (w01 >= 1.5) does not
+    h = heads([r for s in range(10) for r in counting_model(8, s, inert=2)])
+    ev, ours, note, _ = cc.k6(h)
+    assert ev.verdict == "not reproduced" and "symmetric" in note and "reproduced" in note.split(";")[0]
+    h.loc[h.auc < 0.9, "w01"] = 3.0
+    assert cc.k6(h)[0].verdict == "reproduced"
+    assert cc.k6(heads(counting_model(4, 0)))[0] is None  # premise: no non-counting head
+
+
+def test_k8_judged_without_inert_heads():
+    # every model with an inert head drops (the artefact), the inert-free ones do not
+    h = heads([r for s in range(10) for r in counting_model(4, s, inert=1 if s < 5 else 0)])
+    m = models([(4, s, 1.0, 0.5 if s < 5 else 1.0) for s in range(10)])
+    ev, ours, note = cc.k8(m, h)
+    assert ev.verdict == "not reproduced" and ev.n == 5 and "0/5" in ours and "5/10 drop" in ours
+    # all inert-free models drop
+    h = heads([r for s in range(10) for r in counting_model(4, s)])
+    m = models([(4, s, 1.0, 0.7) for s in range(10)])
+    assert cc.k8(m, h)[0].verdict == "reproduced"
+    # one inert-free model: undecided
+    h = heads([r for s in range(3) for r in counting_model(4, s, inert=1 if s else 0)])
+    m = models([(4, s, 1.0, 0.5) for s in range(3)])
+    assert cc.k8(m, h)[0].verdict == "inconclusive"
+
+
+def test_k8b_needs_format_b_heads():
+    m = models([(4, s, 0.95, 0.6) for s in range(3)])
+    assert cc.k8b(m, None)[0] is None
+    h = heads([r for s in range(3) for r in counting_model(4, s, inert=1)])
+    assert cc.k8b(m, h)[0] is None  # every model has an inert head
+
+
+def plat(n1, n_multi_plateau=0, n=10):
+    rows = [{"variant": "A", "H": 1, "seed": s, "plateau_steps": 500 if s < n1 else 0} for s in range(n)]
+    rows += [{"variant": "A", "H": 2, "seed": s, "plateau_steps": 500 if s < n_multi_plateau else 0} for s in range(4 * n)]
+    return pd.DataFrame(rows)
+
+
+def test_k12_plateau_rate():
+    assert cc.k12(plat(3), "A", 300)[0].verdict == "reproduced"
+    assert cc.k12(plat(0), "A", 300)[0].verdict == "not reproduced"
+    assert cc.k12(plat(0, n=6), "A", 300)[0].verdict == "inconclusive"
+    assert cc.k12(plat(3, n_multi_plateau=30), "A", 300)[0].verdict == "not reproduced"
+
+
+# ----------------------------------------------------------------------------------------- the whole build
+def write_run(folder, n_seeds=4):
+    hm = heads([r for s in range(n_seeds) for H in (1, 4) for r in counting_model(H, s, gap=0.1 if H > 1 else 0,
+                                                                                 inert=1 if (H == 4 and s == 0) else 0)])
+    hb = hm.assign(variant="B")
+    pd.concat([hm, hb]).to_csv(folder / "head_metrics.csv", index=False)
+    m = models([(H, s, 1.0, 0.5 if (H == 4 and s == 0) else 1.0) for s in range(n_seeds) for H in (1, 4)])
+    m["near_tie_acc"], m["decomp_err"], m["decomp_err32"] = 1.0, 1e-13, 1e-5
+    pd.concat([m, m.assign(variant="B")]).to_csv(folder / "model_summary.csv", index=False)
+    iv = []
+    for H in (1, 4):
+        for s in range(n_seeds):
+            base = dict(variant="A", H=H, seed=s, f0=1, f1=1, rule_agreement=1.0)
+            iv += [{**base, "edit": "none", "kind": "none", "acc": 1.0}, {**base, "edit": "zero2", "kind": "zero2", "acc": 1.0},
+                   {**base, "edit": "balance01", "kind": "balance01", "acc": 0.99}]
+            iv += [{**base, "edit": e, "kind": "scale", "acc": a} for e, a in zip(cc.SCALE_EDITS, (0.62, 0.7, 0.53))]
+    pd.DataFrame(iv).to_csv(folder / "fig5_interventions.csv", index=False)
+    dyn = [{"variant": "A", "H": H, "seed": s, "step": st, "plateau_steps": 0, "steps_to_95": 100, "final_acc": 1.0}
+           for H in (1, 2) for s in range(n_seeds) for st in (0, 50)]
+    pd.DataFrame(dyn).to_csv(folder / "fig8_dynamics.csv", index=False)
+    pd.DataFrame([dict(variant="A", seeds=" ".join(map(str, range(n_seeds))), steps=100, batch=8, l_max=8,
+                       plateau_min_steps=50, dyn_seeds=" ".join(map(str, range(n_seeds))), b_seeds="0", b_steps=50)]
+                 ).to_csv(folder / "run_params.csv", index=False)
+
+
+def test_build_from_csvs(tmp_path):
+    write_run(tmp_path)
+    C = cc.build(tmp_path, "smoke")
+    t = C.table().set_index("claim_id")
+    assert set(t.index) == {"K1", "K3", "K4", "K5", "K6", "K7", "K8", "K8b", "K9", "K10", "K11", "K12"}
+    assert set(t[t.kind == "paper"].index) == {"K1", "K3", "K5", "K7", "K8", "K8b"}
+    assert (t.tolerance != "").all()
+    assert C.checks().set_index("claim_id").loc["K2", "verdict"] == "passed"
+    assert t.loc["K1", "verdict"] == "reproduced" and t.loc["K9", "verdict"] == "reproduced"
+    assert t.loc["K11", "verdict"] == "reproduced" and "0.53" in t.loc["K11", "note"]
+    assert t.loc["K8", "verdict"] == "inconclusive"  # 0/3 inert-free H=4 models drop: Wilson [0, 0.56] admits both
+    assert "1/4 drop" in t.loc["K8", "our_value"]  # the inert one does
+    assert t.loc["K12", "verdict"] == "inconclusive"  # 0/4 cannot rule out a 1-in-3 rate
+    for k, r in t.iterrows():  # decided rows carry their interval
+        if r.verdict in ("reproduced", "not reproduced"):
+            assert r.ci_low != "" and r.ci_high != "" and r.n != "" and r.unit and r.rule
+    C.save(tmp_path)
+    assert (tmp_path / "claims.csv").exists() and (tmp_path / "checks.csv").exists()
+
+
+def test_build_older_run_without_new_csvs(tmp_path):
+    """A committed run that predates model_summary/head_metrics: K2 absent, K8b inconclusive."""
+    write_run(tmp_path)
+    hm = pd.read_csv(tmp_path / "head_metrics.csv")
+    hm[hm.variant == "A"].to_csv(tmp_path / "fig3_head_metrics.csv", index=False)
+    ms = pd.read_csv(tmp_path / "model_summary.csv").drop(columns=["acc", "near_tie_acc", "decomp_err", "decomp_err32"])
+    ms.to_csv(tmp_path / "fig6_aggregation.csv", index=False)
+    for f in ("head_metrics", "model_summary"):
+        (tmp_path / f"{f}.csv").unlink()
+    C = cc.build(tmp_path, "smoke")
+    t = C.table().set_index("claim_id")
+    assert len(C.checks()) == 0
+    assert t.loc["K8b", "verdict"] == "inconclusive" and "no per-head CSV" in t.loc["K8b", "note"]
+    assert t.loc["K1", "verdict"] == "reproduced"
