@@ -8,32 +8,15 @@ from headlab.papers import dormant_heads as D
 from headlab.papers import dormant_heads_claims as DC
 
 
-# ------------------------------------------------------------------------------ helpers equal the paper module
-@pytest.mark.parametrize("xs,ys,base,tol", [
-    ([0, 5, 10, 15], [50, 50, 48, 40], 50.0, 1.0),
-    ([0, 5, 10, 15], [50, 48, 50, 47], 50.0, 1.0),
-    ([0, 5, 10], [50, 49, 45], 50.0, 1.0),
-    ([0, 5, 10], [50, 50.5, 49.5], 50.0, 1.0),
-    ([0, 10], [50, 40], 50.0, 2.0),
-])
-def test_largest_within_equals_paper_module(xs, ys, base, tol):
-    assert DC.largest_within(xs, ys, base, tol) == D.largest_within(xs, ys, base, tol)
-
-
+# ------------------------------------------------------------------------------------------------ helpers
 def test_censored_within_uses_max_achieved_for_curves_inside_the_band():
     assert DC.censored_within([0, 5, 12], [50, 50.5, 49.5], 50.0, 1.0) == 12.0  # authors' rule would give 0
     assert DC.censored_within([0, 5, 10], [50, 50, 48], 50.0, 1.0) == pytest.approx(D.largest_within(
         [0, 5, 10], [50, 50, 48], 50.0))
 
 
-def test_plateau_and_permutation_equal_paper_module():
-    steps = list(range(0, 1000, 50))
-    frac = np.minimum(1, np.arange(20) / 6) * 0.3
-    assert DC.plateau_step(steps, frac) == D.plateau_step(steps, frac)
-    assert DC.plateau_step(steps, np.zeros(20)) is None
-    v = np.r_[np.zeros(5), np.ones(5)] + np.linspace(0, 0.1, 10)
-    lab = ["a"] * 5 + ["b"] * 5
-    assert DC.perm_p(v, lab, n_perm=200) == D.permutation_test(v, lab, n_perm=200)
+def test_plateau_of_a_flat_zero_curve_is_undefined():
+    assert DC.plateau_step(list(range(0, 1000, 50)), np.zeros(20)) is None
 
 
 # ----------------------------------------------------------------------------------------- sweep fixtures

@@ -1,5 +1,5 @@
 """Claims of the dormant / inactive heads paper (Sandoval-Segura et al. 2025, arXiv 2504.03889), judged
-from the tidy CSVs notebook 01 saves (no model, no torch).
+from the tidy CSVs notebook 01 saves (no model is loaded).
 
 The paper's numbers are the module-level ``Published`` constants (quoted from the replication notes:
 [C] from the authors' notebook outputs / ``thresholds.json`` / the arXiv abstracts). Every decided row
@@ -10,7 +10,7 @@ carries a 95 % interval over its unit of replication:
   interpolation between its swept points, which is linear in the items, so it is resampled exactly);
 * calibration inputs (C4, C5): thresholds recomputed on resampled inputs (``threshold_boot.csv``);
 * evaluation inputs of the from-scratch model (C10, S3): ``v1_dynamics_inputs.csv``;
-* paragraphs (C11): bootstrap within text type of ``v1_text_type.csv``.
+* paragraphs (C11): the permutation test over paragraphs of ``v1_text_type.csv``, inverted into an interval.
 
 CSVs read: appfig_grid (every swept curve), per_item, table2, thresholds, threshold_boot, calibration,
 wasserstein, overlap, v1_dynamics_inputs, v1_text_type, run_params.
@@ -25,6 +25,8 @@ import pandas as pd
 
 from .. import claims as K
 from ..claims import Claims, Published
+from .dormant_heads import final_level, largest_within, plateau_step  # the paper's rules, written once
+from .dormant_heads import permutation_test as perm_p
 
 PAPER = "dormant_heads"
 V4 = "arXiv v4 (ICLR 2026)"
@@ -62,50 +64,12 @@ S1_GRID = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def largest_within(xs, ys, baseline: float, tol: float = 1.0) -> float:
-    """As ``dormant_heads.largest_within`` (the authors' rule: last crossing of ``baseline - tol``, points in
-    threshold order, 0 when none), repeated here so the claims need no torch import (a test checks equality)."""
-    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-    if len(xs) < 2 or len(xs) != len(ys):
-        return 0.0
-    c = baseline - tol
-    last = xs[0] if ys[0] == c else None
-    for i in range(len(xs) - 1):
-        (x1, x2), (y1, y2) = xs[i:i + 2], ys[i:i + 2]
-        if (y1 - c) * (y2 - c) < 0:
-            last = x1 + (c - y1) * (x2 - x1) / (y2 - y1)
-        if y2 == c:
-            last = x2
-    return 0.0 if last is None else float(last)
-
-
 def censored_within(xs, ys, baseline: float, tol: float) -> float:
     """``largest_within``, except that a curve that never leaves the band is censored at its largest
     achieved % (a lower bound) instead of the authors' 0."""
     if np.all(np.asarray(ys, float) >= baseline - tol):
         return float(np.max(xs))
     return largest_within(xs, ys, baseline, tol)
-
-
-def final_level(frac, tail: float = 0.2) -> float:
-    frac = np.asarray(frac, float)
-    return float(frac[-max(1, int(round(tail * len(frac)))):].mean())
-
-
-def plateau_step(steps, frac, level: float = 0.8, window: int = 3, tail: float = 0.2):
-    """As ``dormant_heads.plateau_step``: first checkpoint from which the trailing rolling mean stays at or
-    above ``level`` x the final level; None when the final level is 0."""
-    steps, frac = np.asarray(steps), np.asarray(frac, float)
-    final = final_level(frac, tail)
-    if final <= 0:
-        return None
-    cs = np.concatenate([[0.0], np.cumsum(frac)])
-    i = np.arange(len(frac))
-    lo = np.maximum(0, i - window + 1)
-    roll = (cs[i + 1] - cs[lo]) / (i + 1 - lo)  # trailing rolling mean
-    bad = np.flatnonzero(~(roll >= level * final))
-    first = 0 if len(bad) == 0 else bad[-1] + 1
-    return int(steps[first]) if first < len(frac) else None
 
 
 def rel_spread(x) -> float:
@@ -449,20 +413,6 @@ def c10_s3(C: Claims, folder: Path, P: dict):
     C.add("S3", stmt3, SMOKE, "; ".join(ours), K.compound(dict(parts)), kind="hypothesis",
           note="our smoke-scale target, not the paper's; plateau = first checkpoint from which the 3-checkpoint rolling "
                "mean stays >= 80% of the final level (mean of the last 20%); horizon: this run's training length")
-
-
-def perm_p(values, labels, n_perm: int = 2000, seed: int = 0) -> float:
-    """As ``dormant_heads.permutation_test`` (variance of group means under label permutation)."""
-    values, labels = np.asarray(values, float), np.asarray(labels)
-    groups = np.unique(labels)
-
-    def stat(lab):
-        return np.var([values[lab == g].mean() for g in groups])
-
-    obs = stat(labels)
-    rng = np.random.default_rng(seed)
-    hits = sum(stat(rng.permutation(labels)) >= obs for _ in range(n_perm))
-    return (hits + 1) / (n_perm + 1)
 
 
 def type_effect(values, labels, n_perm: int = 2000, seed: int = 0):
