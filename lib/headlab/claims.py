@@ -346,16 +346,28 @@ class Claims:
             s += f"\nchecks (not replications): {(ch.verdict == 'passed').sum()}/{len(ch)} passed"
         return s
 
-    def show(self, max_colwidth: int = 60, folder: Path | None = None) -> str:
-        """Save claims.csv + checks.csv and return the tables as plain text (stable for nbval)."""
+    def show(self, max_colwidth: int = 48, folder: Path | None = None) -> str:
+        """Save claims.csv + checks.csv and return the tables as plain text (stable for nbval): per row its
+        kind, verdict, deciding estimate with its 95 % interval and unit count, and ours in short (the full
+        statement, paper value, source, rule and note are in the CSV)."""
         self.save(folder)
-        cols = ["claim_id", "kind", "paper_value", "our_value", "estimate", "ci_low", "ci_high", "n", "unit", "verdict"]
-        out = []
-        with pd.option_context("display.max_colwidth", max_colwidth, "display.width", 250):
-            out.append(self.table()[cols].to_string(index=False))
-            ch = self.checks()
-            if len(ch):
-                out.append("\nchecks:\n" + ch[["claim_id", "statement", "our_value", "verdict"]].to_string(index=False))
+
+        def cut(x: str) -> str:
+            x = " ".join(str(x).split())
+            return x if len(x) <= max_colwidth else x[:max_colwidth - 1] + "…"
+
+        t = self.table()
+        view = pd.DataFrame({
+            "claim": t.claim_id, "kind": t.kind, "verdict": t.verdict,
+            "estimate [95% CI]": [f"{e} [{lo}, {hi}]" if lo else e for e, lo, hi in zip(t.estimate, t.ci_low, t.ci_high)],
+            "n": [f"{n} {u}".strip() if n else "" for n, u in zip(t.n, t.unit)],
+            "ours": t.our_value.map(cut)})
+        out = [view.to_string(index=False)]
+        ch = self.checks()
+        if len(ch):
+            out.append("\nchecks:\n" + pd.DataFrame({"check": ch.claim_id, "verdict": ch.verdict,
+                                                      "what": ch.statement.map(cut), "ours": ch.our_value.map(cut)}
+                                                     ).to_string(index=False))
         return "\n".join(out) + "\n\n" + self.summary()
 
 
