@@ -1,0 +1,38 @@
+"""The benchmark harness's arithmetic (no timing is asserted) and the README's table from the committed CSV."""
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+from headlab import bench
+from headlab.paths import PUBLISHED_DIR, REPO_ROOT
+
+
+def test_paired_interleaves_and_reports_median_and_iqr(monkeypatch):
+    calls = []
+    # base always takes 1.0 s; test takes 9.9 s once (a disturbed first pair), then 1.1 s and 1.3 s in turn
+    durations = {"base": itertools.repeat(1.0), "test": itertools.chain([9.9], itertools.cycle([1.1, 1.3]))}
+
+    def fake_time(fn):
+        name = fn()
+        calls.append(name)
+        return next(durations[name])
+
+    monkeypatch.setattr(bench, "_time", fake_time)
+    r = bench.paired(lambda: "base", lambda: "test", pairs=4, warmup=0)
+    assert calls == ["base", "test", "test", "base", "base", "test", "test", "base"]  # A B, B A, ...
+    assert r["pairs"] == 4 and r["base_median_s"] == 1.0
+    ratios = sorted([9.9, 1.1, 1.3, 1.1])
+    assert abs(r["median"] - (ratios[1] + ratios[2]) / 2) < 1e-12 and r["q25"] <= r["median"] <= r["q75"]
+
+
+def test_readme_bench_table_is_the_committed_csv():
+    paths = sorted((PUBLISHED_DIR / "bench").glob("*/bench.csv"))
+    assert paths, "no committed figures/bench/<machine>/bench.csv"
+    text = (REPO_ROOT / "README.md").read_text()
+    for p in paths:
+        df = pd.read_csv(p)
+        assert list(df.columns) == bench.COLUMNS
+        assert (df.q25 <= df["median"]).all() and (df["median"] <= df.q75).all()
+        assert bench.table(df).strip() in text, f"README's benchmark table is not `python -m headlab bench --table` ({p})"
