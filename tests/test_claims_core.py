@@ -1,4 +1,5 @@
 """The claims core: every verdict outcome from hand-made numbers, kinds, and the checks split."""
+
 from __future__ import annotations
 
 import math

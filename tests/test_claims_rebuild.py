@@ -1,5 +1,6 @@
 """Every committed claims table is rebuilt from its run's CSVs alone (no model, no kernel) and must equal
 what is committed: a verdict can only change through its rule in ``headlab.papers.<paper>_claims``."""
+
 from __future__ import annotations
 
 import pytest

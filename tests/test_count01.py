@@ -4,6 +4,7 @@ The intervention tests use a hand-built one-head model whose answer is known in 
 uniform attention, values that read +1 for a ``1`` and -1 for a ``0``, and a small negative offset,
 so it predicts ``#1 > #0`` exactly and, under ``scale(f0, f1)``, exactly ``f1*n1 > f0*n0``.
 """
+
 import math
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_generator_format_and_labels(variant):
     if variant == "A_LM":  # next-token targets on BOS and digits, the answer at EOS
         t = b.targets[0]
         k = int(b.pos[0])
-        assert torch.equal(t[:k], b.ids[0, 1:k + 1]) and (t[k + 1:] == -100).all()
+        assert torch.equal(t[:k], b.ids[0, 1 : k + 1]) and (t[k + 1 :] == -100).all()
 
 
 def test_generator_deterministic_and_splits_differ():
@@ -103,8 +104,17 @@ def hand_counter(l_max=8):
     """One head, d_model 8: uniform attention (Q = K = 0), V = I, W_O writes z[1] - z[0] into dim 6,
     the EOS embedding carries -eps in dim 7, W_U[1] = -W_U[0] = (e6 + e7) / 2."""
     spec = c.TaskSpec(l_max=l_max)
-    cfg = Config(vocab_size=c.VOCAB, d_model=8, n_layers=1, n_heads=1, pos_emb="none", attn_only=True,
-                 final_norm=False, tie_embeddings=False, max_seq_len=spec.seq_len)
+    cfg = Config(
+        vocab_size=c.VOCAB,
+        d_model=8,
+        n_layers=1,
+        n_heads=1,
+        pos_emb="none",
+        attn_only=True,
+        final_norm=False,
+        tie_embeddings=False,
+        max_seq_len=spec.seq_len,
+    )
     m = HeadlabLM(cfg)
     s = math.sqrt(8)  # RMSNorm scale of a one-hot embedding
     eps = 0.1 * s / (l_max + 2)
@@ -114,7 +124,8 @@ def hand_counter(l_max=8):
         E[c.EOS, 7] = -eps
         m.embed_tokens.weight.copy_(E)
         a = m.layers[0].self_attn
-        a.q_proj.weight.zero_(); a.k_proj.weight.zero_()
+        a.q_proj.weight.zero_()
+        a.k_proj.weight.zero_()
         a.v_proj.weight.copy_(torch.eye(8))
         a.o_proj.weight.zero_()
         a.o_proj.weight[6, c.ONE], a.o_proj.weight[6, c.ZERO] = 1.0, -1.0
@@ -185,6 +196,7 @@ def test_decomposition_is_exact(variant, H):
     assert torch.allclose(ld, dec.base + dec.d.sum(1), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_learns():
     spec = c.TaskSpec(l_max=8)
     run = c.RunSpec(n_heads=2, seed=0, steps=120, batch=64, eval_every=60, n_eval=300)
@@ -196,20 +208,29 @@ def test_training_is_deterministic_and_learns():
 
 
 def test_plateau_and_solve_times():
-    log = [{"step": s, "test_loss": l, "test_acc": a} for s, l, a in
-           [(0, 1.8, 0.0), (50, 0.68, 0.6), (100, 0.66, 0.6), (150, 0.65, 0.62), (200, 0.2, 0.97)]]
+    log = [
+        {"step": s, "test_loss": l, "test_acc": a}
+        for s, l, a in [(0, 1.8, 0.0), (50, 0.68, 0.6), (100, 0.66, 0.6), (150, 0.65, 0.62), (200, 0.2, 0.97)]
+    ]
     assert c.plateau_steps(log, level=0.677) == 150
     assert c.steps_to_solve(log) == 200
     assert math.isnan(c.steps_to_solve(log[:3]))
     assert c.prior_entropy(0.5) == pytest.approx(math.log(2))
 
 
+@pytest.mark.slow
 def test_train_many_workers_and_analysis():
     spec = c.TaskSpec(l_max=6)
-    jobs = [(spec, c.RunSpec(n_heads=2, seed=s, steps=30, batch=32, eval_every=30, n_eval=100),
-             dict(n_test=100, n_fit=100, grid_per_cell=1)) for s in (0, 1)]
+    jobs = [
+        (
+            spec,
+            c.RunSpec(n_heads=2, seed=s, steps=30, batch=32, eval_every=30, n_eval=100),
+            dict(n_test=100, n_fit=100, grid_per_cell=1),
+        )
+        for s in (0, 1)
+    ]
     one, two = c.train_many(jobs, workers=1, progress=False), c.train_many(jobs, workers=2, progress=False)
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         for k in a["state_dict"]:
             assert torch.equal(a["state_dict"][k], b["state_dict"][k])
         assert a["analysis"]["summary"] == b["analysis"]["summary"]

@@ -1,5 +1,5 @@
 """Rules of notebook 03's claims (headlab.papers.count01_claims) on small hand-made frames; no model, no torch."""
-import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -126,7 +126,9 @@ def test_k8b_needs_format_b_heads():
 
 def plat(n1, n_multi_plateau=0, n=10):
     rows = [{"variant": "A", "H": 1, "seed": s, "plateau_steps": 500 if s < n1 else 0} for s in range(n)]
-    rows += [{"variant": "A", "H": 2, "seed": s, "plateau_steps": 500 if s < n_multi_plateau else 0} for s in range(4 * n)]
+    rows += [
+        {"variant": "A", "H": 2, "seed": s, "plateau_steps": 500 if s < n_multi_plateau else 0} for s in range(4 * n)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -139,8 +141,14 @@ def test_k12_plateau_rate():
 
 # ----------------------------------------------------------------------------------------- the whole build
 def write_run(folder, n_seeds=4):
-    hm = heads([r for s in range(n_seeds) for H in (1, 4) for r in counting_model(H, s, gap=0.1 if H > 1 else 0,
-                                                                                 inert=1 if (H == 4 and s == 0) else 0)])
+    hm = heads(
+        [
+            r
+            for s in range(n_seeds)
+            for H in (1, 4)
+            for r in counting_model(H, s, gap=0.1 if H > 1 else 0, inert=1 if (H == 4 and s == 0) else 0)
+        ]
+    )
     hb = hm.assign(variant="B")
     pd.concat([hm, hb]).to_csv(folder / "head_metrics.csv", index=False)
     m = models([(H, s, 1.0, 0.5 if (H == 4 and s == 0) else 1.0) for s in range(n_seeds) for H in (1, 4)])
@@ -150,16 +158,38 @@ def write_run(folder, n_seeds=4):
     for H in (1, 4):
         for s in range(n_seeds):
             base = dict(variant="A", H=H, seed=s, f0=1, f1=1, rule_agreement=1.0)
-            iv += [{**base, "edit": "none", "kind": "none", "acc": 1.0}, {**base, "edit": "zero2", "kind": "zero2", "acc": 1.0},
-                   {**base, "edit": "balance01", "kind": "balance01", "acc": 0.99}]
-            iv += [{**base, "edit": e, "kind": "scale", "acc": a} for e, a in zip(cc.SCALE_EDITS, (0.62, 0.7, 0.53))]
+            iv += [
+                {**base, "edit": "none", "kind": "none", "acc": 1.0},
+                {**base, "edit": "zero2", "kind": "zero2", "acc": 1.0},
+                {**base, "edit": "balance01", "kind": "balance01", "acc": 0.99},
+            ]
+            iv += [
+                {**base, "edit": e, "kind": "scale", "acc": a}
+                for e, a in zip(cc.SCALE_EDITS, (0.62, 0.7, 0.53), strict=True)
+            ]
     pd.DataFrame(iv).to_csv(folder / "fig5_interventions.csv", index=False)
-    dyn = [{"variant": "A", "H": H, "seed": s, "step": st, "plateau_steps": 0, "steps_to_95": 100, "final_acc": 1.0}
-           for H in (1, 2) for s in range(n_seeds) for st in (0, 50)]
+    dyn = [
+        {"variant": "A", "H": H, "seed": s, "step": st, "plateau_steps": 0, "steps_to_95": 100, "final_acc": 1.0}
+        for H in (1, 2)
+        for s in range(n_seeds)
+        for st in (0, 50)
+    ]
     pd.DataFrame(dyn).to_csv(folder / "fig8_dynamics.csv", index=False)
-    pd.DataFrame([dict(variant="A", seeds=" ".join(map(str, range(n_seeds))), steps=100, batch=8, l_max=8,
-                       plateau_min_steps=50, dyn_seeds=" ".join(map(str, range(n_seeds))), b_seeds="0", b_steps=50)]
-                 ).to_csv(folder / "run_params.csv", index=False)
+    pd.DataFrame(
+        [
+            dict(
+                variant="A",
+                seeds=" ".join(map(str, range(n_seeds))),
+                steps=100,
+                batch=8,
+                l_max=8,
+                plateau_min_steps=50,
+                dyn_seeds=" ".join(map(str, range(n_seeds))),
+                b_seeds="0",
+                b_steps=50,
+            )
+        ]
+    ).to_csv(folder / "run_params.csv", index=False)
 
 
 def test_build_from_csvs(tmp_path):
@@ -175,7 +205,7 @@ def test_build_from_csvs(tmp_path):
     assert t.loc["K8", "verdict"] == "inconclusive"  # 0/3 inert-free H=4 models drop: Wilson [0, 0.56] admits both
     assert "1/4 drop" in t.loc["K8", "our_value"]  # the inert one does
     assert t.loc["K12", "verdict"] == "inconclusive"  # 0/4 cannot rule out a 1-in-3 rate
-    for k, r in t.iterrows():  # decided rows carry their interval
+    for _, r in t.iterrows():  # decided rows carry their interval
         if r.verdict in ("reproduced", "not reproduced"):
             assert r.ci_low != "" and r.ci_high != "" and r.n != "" and r.unit and r.rule
     C.save(tmp_path)

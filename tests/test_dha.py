@@ -1,4 +1,5 @@
 """headlab.papers.dha on tiny random models: CKA, grouping, budgets, fusion, collapse, decoding."""
+
 import copy
 import itertools
 
@@ -21,6 +22,7 @@ def _model(**kw):
 
 # --- CKA ---------------------------------------------------------------------------------------
 
+
 def test_cka_matrix_matches_pairwise_definition_and_invariances():
     g = torch.Generator().manual_seed(0)
     acts = torch.randn(3, 40, 5, generator=g)
@@ -39,15 +41,12 @@ def test_linear_cka_hand_computed():
     x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
     y = torch.tensor([[1.0], [3.0], [2.0], [5.0]])
     r = np.corrcoef(x[:, 0], y[:, 0])[0, 1]
-    assert dha.linear_cka(x, y) == pytest.approx(r ** 2, abs=1e-12)
+    assert dha.linear_cka(x, y) == pytest.approx(r**2, abs=1e-12)
 
 
 # --- grouping and budgets ----------------------------------------------------------------------
 
-SIM = np.array([[1.0, 0.9, 0.1, 0.2],
-                [0.9, 1.0, 0.2, 0.1],
-                [0.1, 0.2, 1.0, 0.8],
-                [0.2, 0.1, 0.8, 1.0]])
+SIM = np.array([[1.0, 0.9, 0.1, 0.2], [0.9, 1.0, 0.2, 0.1], [0.1, 0.2, 1.0, 0.8], [0.2, 0.1, 0.8, 1.0]])
 
 
 def test_agglomerate_and_hierarchy():
@@ -97,7 +96,8 @@ def test_identity_fusion_is_the_source_and_fusion_loss_is_normalised():
     want = ((W[0] - W[2]).pow(2).sum() / 2) / W.pow(2).sum()
     with torch.no_grad():
         got = dict(((id(lin)), fm.loss(lin.weight)) for lin, fm, _ in dha.fusion_modules(f))[
-            id(f.layers[0].self_attn.k_proj)]
+            id(f.layers[0].self_attn.k_proj)
+        ]
     assert got.item() == pytest.approx(float(want), rel=1e-5)
     scaled = copy.deepcopy(f)
     with torch.no_grad():  # shrinking every head does not lower the normalised loss
@@ -156,8 +156,15 @@ def test_scales_fold_exactly_into_q_and_o():
     g = [[[0, 1, 2, 3]]] * 2
     kf = [dha.rank1_fusion(acts["k"][l], g[l]) for l in range(2)]
     vf = [dha.rank1_fusion(acts["v"][l], g[l]) for l in range(2)]
-    c = dha.collapse(m, g, g, k_coef=[a for a, _ in kf], v_coef=[a for a, _ in vf],
-                     k_scale=[b for _, b in kf], v_scale=[b for _, b in vf])
+    c = dha.collapse(
+        m,
+        g,
+        g,
+        k_coef=[a for a, _ in kf],
+        v_coef=[a for a, _ in vf],
+        k_scale=[b for _, b in kf],
+        v_scale=[b for _, b in vf],
+    )
     assert dha.max_logit_diff(m, c, IDS) < 1e-4
     assert dha.max_logit_diff(m, dha.collapse(m, g, g), IDS) > 1e-3  # mean-pool is not exact here
 

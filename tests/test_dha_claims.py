@@ -1,4 +1,5 @@
 """headlab.papers.dha_claims on hand-made CSVs: every verdict its rules can give, without a model."""
+
 import math
 
 import numpy as np
@@ -20,52 +21,136 @@ def _curve(seed, budget, gqa_init, gqa_final, dha_init, dha_final, lead=0.0, nar
     rows += [(seed, "GQA", budget, 100, gqa_final, "CT"), (seed, "GQA", budget, 200, gqa_final - 0.1, "past budget")]
     g = {t: gqa_final + (100 - t) * 0.001 for t in (60, 80)} | {100: gqa_final}
     rows += [(seed, "DHA", budget, 20, dha_init + 1.0, "fusion"), (seed, "DHA", budget, 40, dha_init + 0.5, "fusion")]
-    rows += [(seed, "DHA", budget, 60, g[60] - lead, "init"), (seed, "DHA", budget, 80, g[80] - lead - narrow / 2, "CT"),
-             (seed, "DHA", budget, 100, dha_final, "CT")]
+    rows += [
+        (seed, "DHA", budget, 60, g[60] - lead, "init"),
+        (seed, "DHA", budget, 80, g[80] - lead - narrow / 2, "CT"),
+        (seed, "DHA", budget, 100, dha_final, "CT"),
+    ]
     return rows
 
 
-def _folder(tmp_path, *, dha_final=(1.45, 1.46), gqa_final=(1.50, 1.50), dha_init=(1.6, 1.6), lead=None, narrow=-0.01,
-            budgets=(0.25,), abl_final=None, device="cpu", c3=4e-6, redundancy=None, k_alloc=(4, 1, 1, 2),
-            v_alloc=(5, 1, 1, 1), seeds=(0, 1)):
+def _folder(
+    tmp_path,
+    *,
+    dha_final=(1.45, 1.46),
+    gqa_final=(1.50, 1.50),
+    dha_init=(1.6, 1.6),
+    lead=None,
+    narrow=-0.01,
+    budgets=(0.25,),
+    abl_final=None,
+    device="cpu",
+    c3=4e-6,
+    redundancy=None,
+    k_alloc=(4, 1, 1, 2),
+    v_alloc=(5, 1, 1, 1),
+    seeds=(0, 1),
+):
     rows = []
     for b in budgets:
         for i, s in enumerate(seeds):
             gf, df = gqa_final[i], dha_final[i]
             ld = (gf - df) if lead is None else lead[i]
             rows += _curve(s, b, 4.0, gf, dha_init[i], df, lead=ld, narrow=narrow if lead is None else narrow)
-    pd.DataFrame(rows, columns=["seed", "arm", "budget", "tokens", "loss", "phase"]).to_csv(tmp_path / "loss_vs_tokens.csv", index=False)
-    pd.DataFrame([{"model": "MHA source", "method": "MHA", "budget": 1.0, "init_loss": L_MHA, "init_acc": 0.6,
-                   "final_loss": L_MHA, "final_acc": 0.6},
-                  {"model": "MHA source", "method": "DHA", "budget": budgets[0], "init_loss": 1.6, "init_acc": 0.5,
-                   "final_loss": 1.5, "final_acc": 0.57}]).to_csv(tmp_path / "table1.csv", index=False)
+    pd.DataFrame(rows, columns=["seed", "arm", "budget", "tokens", "loss", "phase"]).to_csv(
+        tmp_path / "loss_vs_tokens.csv", index=False
+    )
+    pd.DataFrame(
+        [
+            {
+                "model": "MHA source",
+                "method": "MHA",
+                "budget": 1.0,
+                "init_loss": L_MHA,
+                "init_acc": 0.6,
+                "final_loss": L_MHA,
+                "final_acc": 0.6,
+            },
+            {
+                "model": "MHA source",
+                "method": "DHA",
+                "budget": budgets[0],
+                "init_loss": 1.6,
+                "init_acc": 0.5,
+                "final_loss": 1.5,
+                "final_acc": 0.57,
+            },
+        ]
+    ).to_csv(tmp_path / "table1.csv", index=False)
     d0 = dha_final[0]
     abl = abl_final or {"DHA w/o fusion": d0 + 0.05, "DHA w/o adaptive": d0 + 0.05, "CKA": d0 + 0.05}
-    pd.DataFrame([{"arm": "DHA", "k_counts": "[4, 1, 1, 2]", "init_loss": dha_init[0], "final_loss": d0, "final_acc": 0.55,
-                   "model": "MHA source"},
-                  {"arm": "DHA w/o fusion", "k_counts": "[4, 1, 1, 2]", "init_loss": 3.0, "final_loss": abl["DHA w/o fusion"],
-                   "final_acc": 0.55, "model": "MHA source"},
-                  {"arm": "DHA w/o adaptive", "k_counts": "[2, 2, 2, 2]", "init_loss": 1.7,
-                   "final_loss": abl["DHA w/o adaptive"], "final_acc": 0.55, "model": "MHA source"}]
-                 ).to_csv(tmp_path / "table2.csv", index=False)
-    pd.DataFrame({"fusion_steps": [10, 25, 40], "init_loss": [2.0, 1.8, dha_init[0]], "final_loss": [d0 + 0.01, d0 + 0.005, d0]}
-                 ).to_csv(tmp_path / "table3.csv", index=False)
-    pd.DataFrame({"arm": ["GQA", "DHA", "GQA + CKA grouping"], "final_loss": [gqa_final[0], d0, abl["CKA"]]}
-                 ).to_csv(tmp_path / "tableA7.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "arm": "DHA",
+                "k_counts": "[4, 1, 1, 2]",
+                "init_loss": dha_init[0],
+                "final_loss": d0,
+                "final_acc": 0.55,
+                "model": "MHA source",
+            },
+            {
+                "arm": "DHA w/o fusion",
+                "k_counts": "[4, 1, 1, 2]",
+                "init_loss": 3.0,
+                "final_loss": abl["DHA w/o fusion"],
+                "final_acc": 0.55,
+                "model": "MHA source",
+            },
+            {
+                "arm": "DHA w/o adaptive",
+                "k_counts": "[2, 2, 2, 2]",
+                "init_loss": 1.7,
+                "final_loss": abl["DHA w/o adaptive"],
+                "final_acc": 0.55,
+                "model": "MHA source",
+            },
+        ]
+    ).to_csv(tmp_path / "table2.csv", index=False)
+    pd.DataFrame(
+        {"fusion_steps": [10, 25, 40], "init_loss": [2.0, 1.8, dha_init[0]], "final_loss": [d0 + 0.01, d0 + 0.005, d0]}
+    ).to_csv(tmp_path / "table3.csv", index=False)
+    pd.DataFrame({"arm": ["GQA", "DHA", "GQA + CKA grouping"], "final_loss": [gqa_final[0], d0, abl["CKA"]]}).to_csv(
+        tmp_path / "tableA7.csv", index=False
+    )
     red = redundancy or {"K": [0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "V": [0.9, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]}
-    f3b = [{"model": m, "kind": k, "layer": l, "redundancy": r, "adjacent_layer_cka": 0.3}
-           for m in ("MHA source", "MHA source (analysis)") for k, rs in red.items() for l, r in enumerate(rs)]
+    f3b = [
+        {"model": m, "kind": k, "layer": l, "redundancy": r, "adjacent_layer_cka": 0.3}
+        for m in ("MHA source", "MHA source (analysis)")
+        for k, rs in red.items()
+        for l, r in enumerate(rs)
+    ]
     pd.DataFrame(f3b).to_csv(tmp_path / "fig3b.csv", index=False)
-    f5 = [{"model": "MHA source", "allocation": a, "kind": k, "layer": l, "heads": h}
-          for a, ks, vs in (("uniform", [2] * len(k_alloc), [2] * len(v_alloc)), ("DHA search", k_alloc, v_alloc))
-          for k, hs in (("K", ks), ("V", vs)) for l, h in enumerate(hs)]
+    f5 = [
+        {"model": "MHA source", "allocation": a, "kind": k, "layer": l, "heads": h}
+        for a, ks, vs in (("uniform", [2] * len(k_alloc), [2] * len(v_alloc)), ("DHA search", k_alloc, v_alloc))
+        for k, hs in (("K", ks), ("V", vs))
+        for l, h in enumerate(hs)
+    ]
     pd.DataFrame(f5).to_csv(tmp_path / "fig5.csv", index=False)
-    pd.DataFrame({"name": ["c2_identity_fusion", "c3_collapse_dha", "c3_collapse_gqa", "c4_rope_scalar", "c4_rope_control"],
-                  "value": [0.0, c3, 1e-7, 1e-15, 20.0]}).to_csv(tmp_path / "exact_checks.csv", index=False)
-    pd.DataFrame({"model": ["MHA source"], "budget": [0.25], "alloc": ["gqa"], "k_heads": [8], "v_heads": [8], "target": [8],
-                  "kv_bytes_per_token": [256], "budget_x_source_bytes": [256.0], "decode_cache_bytes_ok": [True],
-                  "decode_max_abs_diff": [1e-6]}).to_csv(tmp_path / "c1_budgets.csv", index=False)
-    pd.DataFrame({"name": ["device", "arm_seeds"], "value": [device, len(seeds)]}).to_csv(tmp_path / "run_params.csv", index=False)
+    pd.DataFrame(
+        {
+            "name": ["c2_identity_fusion", "c3_collapse_dha", "c3_collapse_gqa", "c4_rope_scalar", "c4_rope_control"],
+            "value": [0.0, c3, 1e-7, 1e-15, 20.0],
+        }
+    ).to_csv(tmp_path / "exact_checks.csv", index=False)
+    pd.DataFrame(
+        {
+            "model": ["MHA source"],
+            "budget": [0.25],
+            "alloc": ["gqa"],
+            "k_heads": [8],
+            "v_heads": [8],
+            "target": [8],
+            "kv_bytes_per_token": [256],
+            "budget_x_source_bytes": [256.0],
+            "decode_cache_bytes_ok": [True],
+            "decode_max_abs_diff": [1e-6],
+        }
+    ).to_csv(tmp_path / "c1_budgets.csv", index=False)
+    pd.DataFrame({"name": ["device", "arm_seeds"], "value": [device, len(seeds)]}).to_csv(
+        tmp_path / "run_params.csv", index=False
+    )
     return tmp_path
 
 
@@ -75,6 +160,7 @@ def _rows(C):
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
 
 def test_borrowed_interval_uses_t_with_the_borrowed_df():
     est, lo, hi, n = dc.borrowed_interval(0.5, 0.1, 1)
@@ -102,9 +188,11 @@ def test_per_seed_reads_init_final_and_the_advantage_after_collapse(tmp_path):
 
 # --- verdicts ------------------------------------------------------------------------------------------
 
+
 def test_dha_clearly_better_reproduces_equal_budget_claims(tmp_path):
-    C = dc.build(_folder(tmp_path, dha_final=(1.40, 1.41), gqa_final=(1.50, 1.505), lead=(0.2, 0.21), narrow=-0.05),
-                 "smoke")
+    C = dc.build(
+        _folder(tmp_path, dha_final=(1.40, 1.41), gqa_final=(1.50, 1.505), lead=(0.2, 0.21), narrow=-0.05), "smoke"
+    )
     t = _rows(C)
     assert t.loc["C9", "verdict"] == "reproduced"
     assert t.loc["C9", "unit"] == "seeds" and t.loc["C9", "n"] == "2"
@@ -160,7 +248,10 @@ def test_c7_counts_a_repeated_model_once_and_bootstraps_layers(tmp_path):
     assert t.loc["C7", "unit"] == "layers"
     flat = {"K": [0.5] * 8, "V": [0.4] * 8}  # no spread at all: the redundancy part is not reproduced
     t2 = _rows(dc.build(_folder(tmp_path, redundancy=flat, k_alloc=(2, 2, 2, 2), v_alloc=(2, 2, 2, 2)), "smoke"))
-    assert "MHA source/K: not reproduced" in t2.loc["C7", "note"] and "layers off uniform: inconclusive" in t2.loc["C7", "note"]
+    assert (
+        "MHA source/K: not reproduced" in t2.loc["C7", "note"]
+        and "layers off uniform: inconclusive" in t2.loc["C7", "note"]
+    )
     assert t2.loc["C7", "verdict"] == "inconclusive"  # 0 of 4 layers off uniform: Wilson [0, 0.49] admits 0.25
 
 
@@ -180,7 +271,8 @@ def test_exact_values_fall_back_to_the_gpu_log(tmp_path):
         "=== cell\n   model budget alloc decode_max_abs_diff\n   MHA 0.25 gqa 0.00001\n   MHA 0.5 gqa 0.00001\n"
         "C1 all budgets exact: True\nC2 identity fusion vs MHA: max |Δlogit| = 0.0e+00\n"
         "C3 collapse of identical members: DHA 1.9e-05, GQA 5.7e-05\n"
-        "C4 RoPE: scalar fusion 8.9e-16; within-head mixing (control) 54.6\n")
+        "C4 RoPE: scalar fusion 8.9e-16; within-head mixing (control) 54.6\n"
+    )
     v = dc.exact_values(f)
     assert v["c1_ok"] and v["c1_n"] == 2 and v["c3_collapse_gqa"] == 5.7e-5 and v["c4_rope_control"] == 54.6
 

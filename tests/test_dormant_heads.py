@@ -1,6 +1,7 @@
 """headlab.papers.dormant_heads: statistics on hand-made curves, score functions against hand
 computation on a tiny random headlab model (with right padding), thresholds, per-input in-pass
 zeroing, the batched multiple-choice scorer, and the generated data."""
+
 import math
 
 import numpy as np
@@ -14,8 +15,8 @@ from headlab.data import ByteTokenizer, MCItem
 from headlab.nn import Config, HeadlabLM
 from headlab.papers import dormant_heads as D
 
-
 # ---------------------------------------------------------------- statistics -------------------
+
 
 def test_largest_within_single_crossing():
     # baseline 50, line at 49: crosses between x=5 (y=50) and x=10 (y=48) at 7.5
@@ -44,7 +45,9 @@ def test_normalised_auc():
     assert D.normalised_auc([0, 10, 5], [1, 1, 1]) == pytest.approx((10 - 5) / 10)
     # a function that zeroes nothing has no curve to integrate: NaN, not its baseline (which would rank first)
     assert np.isnan(D.normalised_auc([0, 0, 0], [60, 60, 60]))
-    stats = pd.DataFrame({"model": "m", "task": "t", "score": ["ahon_ln", "ftvvn_ln"], "auc": [59.5, D.normalised_auc([0, 0], [60, 60])]})
+    stats = pd.DataFrame(
+        {"model": "m", "task": "t", "score": ["ahon_ln", "ftvvn_ln"], "auc": [59.5, D.normalised_auc([0, 0], [60, 60])]}
+    )
     r = D.rank_scores(stats).set_index("score")["rank"]
     assert r["ahon_ln"] == 1 and np.isnan(r["ftvvn_ln"])
 
@@ -52,8 +55,19 @@ def test_normalised_auc():
 def test_curve_stats_nll_uses_relative_tolerance():
     import pandas as pd
 
-    rows = [{"model": "m", "task": "text_nll", "score": "s", "label": "S", "quantile": q, "achieved_pct": x,
-             "metric": y, "baseline": 2.0} for q, x, y in [(0, 0, 2.0), (0.1, 10, 2.02), (0.2, 20, 2.06)]]
+    rows = [
+        {
+            "model": "m",
+            "task": "text_nll",
+            "score": "s",
+            "label": "S",
+            "quantile": q,
+            "achieved_pct": x,
+            "metric": y,
+            "baseline": 2.0,
+        }
+        for q, x, y in [(0, 0, 2.0), (0.1, 10, 2.02), (0.2, 20, 2.06)]
+    ]
     st = D.curve_stats(pd.DataFrame(rows))
     # the loss may rise by 1% of 2.0 = 0.02: reached exactly at x=10 (a point on the line)
     assert st.within_tol_pct.iloc[0] == pytest.approx(10.0)
@@ -80,10 +94,12 @@ def test_permutation_and_overlap():
 
 # ---------------------------------------------------------------- scores on a tiny model -------
 
+
 def tiny(attn="eager"):
     torch.manual_seed(0)
-    return HeadlabLM(Config(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32,
-                            attn_impl=attn)).eval()
+    return HeadlabLM(
+        Config(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32, attn_impl=attn)
+    ).eval()
 
 
 SEQS = [[1, 5, 7, 9, 11, 3, 4], [1, 8, 2, 6], [1, 4, 4, 4, 4]]
@@ -94,8 +110,8 @@ def padded():
     ids = torch.zeros(len(SEQS), T, dtype=torch.long)
     valid = torch.zeros(len(SEQS), T, dtype=torch.bool)
     for i, s in enumerate(SEQS):
-        ids[i, :len(s)] = torch.tensor(s)
-        valid[i, :len(s)] = True
+        ids[i, : len(s)] = torch.tensor(s)
+        valid[i, : len(s)] = True
     return ids, valid
 
 
@@ -108,8 +124,19 @@ def record(model, ids, valid, names):
 def test_scores_match_hand_computation_with_padding():
     m = tiny()
     ids, valid = padded()
-    names = ["ahon", "ahon_ln", "awft", "awft_ln", "entropy", "ftvvn", "avvn", "lthon", "lthon_ln", "lthon_hn",
-             "ahon_wo"]
+    names = [
+        "ahon",
+        "ahon_ln",
+        "awft",
+        "awft_ln",
+        "entropy",
+        "ftvvn",
+        "avvn",
+        "lthon",
+        "lthon_ln",
+        "lthon_hn",
+        "ahon_wo",
+    ]
     got = record(m, ids, valid, names)
     for b, seq in enumerate(SEQS):  # each input alone, no padding: the reference
         with heads.capture(m, z=True, pattern=True, v=True) as c:
@@ -121,8 +148,10 @@ def test_scores_match_hand_computation_with_padding():
                 norms = [float(z[i, h].norm()) for i in range(S)]
                 ref_ahon = sum(norms) / S
                 ref_awft = sum(float(A[h, i, 0]) for i in range(S)) / S
-                ref_ent = sum(-sum(float(a) * math.log(float(a)) for a in A[h, i, :i + 1] if a > 0) for i in range(S)) / S
-                W = m.layers[l].self_attn.o_proj.weight.detach()[:, h * 8:(h + 1) * 8]
+                ref_ent = (
+                    sum(-sum(float(a) * math.log(float(a)) for a in A[h, i, : i + 1] if a > 0) for i in range(S)) / S
+                )
+                W = m.layers[l].self_attn.o_proj.weight.detach()[:, h * 8 : (h + 1) * 8]
                 ref_wo = sum(float((W @ z[i, h]).norm()) for i in range(S)) / S
                 assert got["ahon"][b, l, h] == pytest.approx(ref_ahon, rel=1e-5)
                 assert got["awft"][b, l, h] == pytest.approx(ref_awft, rel=1e-5)
@@ -202,8 +231,11 @@ def test_batched_mc_equals_headlab_multiple_choice():
     tok = ByteTokenizer()
     torch.manual_seed(0)
     m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
-    items = [MCItem("abc", (" d", " xy", " q"), 0), MCItem("hello wor", ("ld", "m"), 1),
-             MCItem("1, 2, 3,", (" 4", " 5", " 44", " 6"), 2)]
+    items = [
+        MCItem("abc", (" d", " xy", " q"), 0),
+        MCItem("hello wor", ("ld", "m"), 1),
+        MCItem("1, 2, 3,", (" 4", " 5", " 44", " 6"), 2),
+    ]
     ref = ev.multiple_choice(m, tok, items, bos=True, batch_size=4, progress=False)
     got = D.mc_accuracy(m, tok, items, bos=True, batch_size=4)
     np.testing.assert_allclose(got["logprobs"], ref["logprobs"], rtol=1e-5, atol=1e-5)
@@ -225,6 +257,7 @@ def test_sweep_on_tiny_model():
 
 
 # ---------------------------------------------------------------- data -------------------------
+
 
 def test_generated_mc_is_deterministic_and_well_formed():
     a, b = D.generated_mc(5, seed=3), D.generated_mc(5, seed=3)
@@ -274,7 +307,8 @@ def test_app_fig10_matrices_compare_each_pair_on_its_own_common_functions():
     # sweeps x and y have 6 functions, z only the first 3: x-y is compared on all 6, x-z and y-z on 3
     fs = ["random", "awft", "ahon", "ahon_ln", "lthon_ln", "entropy_ln"]
     auc = {"x": [1, 2, 3, 4, 5, 6], "y": [1, 2, 3, 6, 5, 4], "z": [3, 2, 1]}
-    stats = pd.DataFrame([{"key": k, "score": f, "auc": a} for k, v in auc.items() for f, a in zip(fs, v)])
+    rows = [{"key": k, "score": f, "auc": a} for k, v in auc.items() for f, a in zip(fs, v, strict=False)]  # z: first 3
+    stats = pd.DataFrame(rows)
     keys = ["x", "y", "z"]
     rho = D.spearman_matrix(stats, keys)
     assert rho.loc["x", "y"] == pytest.approx(1 - 6 * 8 / (6 * 35))  # rank differences 0,0,0,2,0,-2
@@ -296,3 +330,24 @@ def test_restrict_models_keeps_per_model_lists_aligned():
     for bad in ([], ["llama-9000"]):
         with pytest.raises(ProfileError, match="non-empty subset"):
             D.restrict_models(P, bad)
+
+
+def test_overhead_reports_median_ratio_with_interval_per_score(monkeypatch):
+    """The speed cell goes through the benchmark harness: one row per score, ratio to the plain forward
+    with its IQR and 95 % interval; every timed call runs a real (plain or zeroing) forward."""
+    from headlab import bench
+
+    calls = []
+    real = bench._time
+
+    def counted(fn):
+        calls.append(fn)
+        return real(fn)
+
+    monkeypatch.setattr(bench, "_time", counted)
+    m = tiny()
+    ids = torch.randint(3, 50, (2, 12), generator=torch.Generator().manual_seed(0))
+    t = D.overhead(m, ids, {"ahon_ln": 0.5, "awft": 0.5}, pairs=2)
+    assert list(t.score) == ["ahon_ln", "awft"] and (t.pairs == 2).all() and len(calls) == 2 * 2 * 4
+    assert ((t.q25 <= t.ratio) & (t.ratio <= t.q75) & (t.ci_low <= t.ratio) & (t.ratio <= t.ci_high)).all()
+    assert (t.plain_seconds > 0).all()

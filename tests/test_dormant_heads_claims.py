@@ -1,4 +1,5 @@
 """headlab.papers.dormant_heads_claims: the verdict rules on hand-made frames (no model, no kernel)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +12,9 @@ from headlab.papers import dormant_heads_claims as DC
 # ------------------------------------------------------------------------------------------------ helpers
 def test_censored_within_uses_max_achieved_for_curves_inside_the_band():
     assert DC.censored_within([0, 5, 12], [50, 50.5, 49.5], 50.0, 1.0) == 12.0  # authors' rule would give 0
-    assert DC.censored_within([0, 5, 10], [50, 50, 48], 50.0, 1.0) == pytest.approx(D.largest_within(
-        [0, 5, 10], [50, 50, 48], 50.0))
+    assert DC.censored_within([0, 5, 10], [50, 50, 48], 50.0, 1.0) == pytest.approx(
+        D.largest_within([0, 5, 10], [50, 50, 48], 50.0)
+    )
 
 
 def test_plateau_of_a_flat_zero_curve_is_undefined():
@@ -27,22 +29,42 @@ def sweep_frames(model, drops_rand, drops_ln=None, n=40, base_acc=0.9, task="gen
     base = (rng.random(n) < base_acc).astype(int)
     rows, items = [], {"model": model, "task": task, "item": np.arange(n), "n_tok": 1, "base": base}
     for score, drops in (("random", drops_rand), ("ahon_ln", drops_ln or [0.0, 0.0])):
-        rows.append(dict(model=model, task=task, score=score, label=score, quantile=0.0, achieved_pct=0.0,
-                         metric=100 * base.mean(), baseline=100 * base.mean()))
-        for q, x, d in zip((0.1, 0.2), (10.0, 20.0), drops):
+        rows.append(
+            dict(
+                model=model,
+                task=task,
+                score=score,
+                label=score,
+                quantile=0.0,
+                achieved_pct=0.0,
+                metric=100 * base.mean(),
+                baseline=100 * base.mean(),
+            )
+        )
+        for q, x, d in zip((0.1, 0.2), (10.0, 20.0), drops, strict=True):
             c = base.copy()
             k = int(round(d * n))
             c[np.flatnonzero(c)[:k]] = 0  # lose k correct items
             items[f"{score}@{q:g}"] = c
-            rows.append(dict(model=model, task=task, score=score, label=score, quantile=q, achieved_pct=x,
-                             metric=100 * c.mean(), baseline=100 * base.mean()))
+            rows.append(
+                dict(
+                    model=model,
+                    task=task,
+                    score=score,
+                    label=score,
+                    quantile=q,
+                    achieved_pct=x,
+                    metric=100 * c.mean(),
+                    baseline=100 * base.mean(),
+                )
+            )
     return pd.DataFrame(rows), pd.DataFrame(items)
 
 
 def make_sweeps(specs):
-    cs, its = zip(*[sweep_frames(**s) for s in specs])
+    cs, its = zip(*[sweep_frames(**s) for s in specs], strict=True)
     curves, items = pd.concat(cs, ignore_index=True), pd.concat(its, ignore_index=True)
-    return {k: DC.Sweep(curves, items, *k) for k in dict.fromkeys(zip(items.model, items.task))}
+    return {k: DC.Sweep(curves, items, *k) for k in dict.fromkeys(zip(items.model, items.task, strict=True))}
 
 
 def verdict(C, cid):
@@ -50,12 +72,15 @@ def verdict(C, cid):
 
 
 # ------------------------------------------------------------------------------------------------------ C2
-@pytest.mark.parametrize("drops,expected", [
-    ({"a": 0.30, "b": 0.40}, "reproduced"),      # 30 / 40 pt drops on 40 items: interval well above 5
-    ({"a": 0.0, "b": 0.0}, "not reproduced"),    # no drop: interval [0, 0]
-    ({"a": 0.30, "b": 0.0}, "partly"),           # one model each way
-    ({"a": 0.05, "b": 0.06}, "inconclusive"),    # ~5 pt: the interval straddles the rule
-])
+@pytest.mark.parametrize(
+    "drops,expected",
+    [
+        ({"a": 0.30, "b": 0.40}, "reproduced"),  # 30 / 40 pt drops on 40 items: interval well above 5
+        ({"a": 0.0, "b": 0.0}, "not reproduced"),  # no drop: interval [0, 0]
+        ({"a": 0.30, "b": 0.0}, "partly"),  # one model each way
+        ({"a": 0.05, "b": 0.06}, "inconclusive"),  # ~5 pt: the interval straddles the rule
+    ],
+)
 def test_c2_verdicts(drops, expected):
     sw = make_sweeps([dict(model=m, drops_rand=[d, d + 0.1]) for m, d in drops.items()])
     C = Claims("dormant_heads", "test")
@@ -105,9 +130,9 @@ def test_c9_verdicts():
         return c, i
 
     def run(specs):
-        cs, its = zip(*[frames(*s) for s in specs])
+        cs, its = zip(*[frames(*s) for s in specs], strict=True)
         curves, items = pd.concat(cs, ignore_index=True), pd.concat(its, ignore_index=True)
-        sw = {k: DC.Sweep(curves, items, *k) for k in dict.fromkeys(zip(items.model, items.task))}
+        sw = {k: DC.Sweep(curves, items, *k) for k in dict.fromkeys(zip(items.model, items.task, strict=True))}
         C = Claims("dormant_heads", "test")
         DC.c9(C, sw, {"tol": 1.0})
         return C
@@ -147,15 +172,17 @@ def write_folder(tmp_path, emerge=True, awft_ds=(0.90, 0.91, 0.92)):
     rng = np.random.default_rng(0)
     th, tb, cal = [], [], []
     for m, shift in (("m1", 0.0), ("m2", 0.3)):
-        for d, aw in zip(("generated_mc", "mmlu", "text_nll"), awft_ds):
+        for d, aw in zip(("generated_mc", "mmlu", "text_nll"), awft_ds, strict=True):
             cal.append(dict(model=m, dataset=d, inputs=50))
             for p in (0.05, 0.15):
                 if p == 0.05 and d != "generated_mc":
                     continue
                 for s, v in (("ahon_ln", 0.5 + shift), ("awft", aw - shift)):
                     th.append(dict(model=m, dataset=d, score=s, p=p, threshold=v))
-                    tb += [dict(model=m, dataset=d, score=s, p=p, rep=r, threshold=v + rng.normal(0, 0.002))
-                           for r in range(100)]
+                    tb += [
+                        dict(model=m, dataset=d, score=s, p=p, rep=r, threshold=v + rng.normal(0, 0.002))
+                        for r in range(100)
+                    ]
     pd.DataFrame(th).to_csv(tmp_path / "thresholds.csv", index=False)
     pd.DataFrame(tb).to_csv(tmp_path / "threshold_boot.csv", index=False)
     pd.DataFrame(cal).to_csv(tmp_path / "calibration.csv", index=False)
@@ -165,8 +192,15 @@ def write_folder(tmp_path, emerge=True, awft_ds=(0.90, 0.91, 0.92)):
         for i in range(20):
             f = np.minimum(1, np.arange(len(steps)) / 2) * (0.3 if emerge else 0.0)
             f = np.clip(f + (rng.normal(0, 0.05, len(steps)) if emerge else 0) * (np.arange(len(steps)) > 0), 0, 1)
-            rows.append({"score": s, "input": i, "label": "t", **{f"step_{x}": v for x, v in zip(steps, f)},
-                         "flip_rate": 0.05 if emerge else 0.0})
+            rows.append(
+                {
+                    "score": s,
+                    "input": i,
+                    "label": "t",
+                    **{f"step_{x}": v for x, v in zip(steps, f, strict=True)},
+                    "flip_rate": 0.05 if emerge else 0.0,
+                }
+            )
     pd.DataFrame(rows).to_csv(tmp_path / "v1_dynamics_inputs.csv", index=False)
     return P
 
@@ -204,7 +238,8 @@ def test_c10_s3(tmp_path):
 
 def test_c7_untestable_and_says_why(tmp_path):
     pd.DataFrame({"pair": ["base vs finetuned", "base vs other seed", "m1 vs m2"], "W": [0.06, 0.15, 0.08]}).to_csv(
-        tmp_path / "wasserstein.csv", index=False)
+        tmp_path / "wasserstein.csv", index=False
+    )
     C = Claims("dormant_heads", "test")
     DC.c7(C, tmp_path)
     r = C.rows[0]
@@ -214,18 +249,26 @@ def test_c7_untestable_and_says_why(tmp_path):
 # ------------------------------------------------------------------------- the notebook's per-unit CSV builders
 def test_per_item_frame_and_sweep_roundtrip():
     base = np.array([True, True, False, True])
-    extra = {("m", "generated_mc"): {"per_item": {("random", 0.0): base, ("random", 0.1): np.array([1, 0, 0, 1], bool),
-                                                  ("entropy", 0.1): base}},
-             ("m", "text_nll"): {"per_item": {("awft", 0.0): [np.ones(3), np.ones(2) * 2],
-                                              ("awft", 0.1): [np.ones(3) * 2, np.ones(2) * 2]}}}
+    extra = {
+        ("m", "generated_mc"): {
+            "per_item": {("random", 0.0): base, ("random", 0.1): np.array([1, 0, 0, 1], bool), ("entropy", 0.1): base}
+        },
+        ("m", "text_nll"): {
+            "per_item": {("awft", 0.0): [np.ones(3), np.ones(2) * 2], ("awft", 0.1): [np.ones(3) * 2, np.ones(2) * 2]}
+        },
+    }
     f = D.per_item_frame(extra)
     assert "entropy@0.1" not in f.columns  # only the claims' functions are kept
     mc = f[f.task == "generated_mc"]
     assert mc.base.tolist() == [1, 1, 0, 1] and mc["random@0.1"].tolist() == [1, 0, 0, 1]
     nll = f[f.task == "text_nll"]
     assert nll.n_tok.tolist() == [3, 2] and nll.base.tolist() == [3.0, 4.0] and nll["awft@0.1"].tolist() == [6.0, 4.0]
-    curves = pd.DataFrame([dict(model="m", task="text_nll", score="awft", quantile=q, achieved_pct=x, metric=v, baseline=1.4)
-                           for q, x, v in ((0.0, 0.0, 7 / 5), (0.1, 10.0, 2.0))])
+    curves = pd.DataFrame(
+        [
+            dict(model="m", task="text_nll", score="awft", quantile=q, achieved_pct=x, metric=v, baseline=1.4)
+            for q, x, v in ((0.0, 0.0, 7 / 5), (0.1, 10.0, 2.0))
+        ]
+    )
     s = DC.Sweep(curves, f, "m", "text_nll")
     xs, V = s.points("awft")
     assert s.metric(V, s.n_tok) == pytest.approx([1.4, 2.0])
@@ -233,9 +276,14 @@ def test_per_item_frame_and_sweep_roundtrip():
 
 def test_threshold_bootstrap_and_dynamics_frames():
     class Cal:
-        scores = {"ahon_ln": np.random.default_rng(0).random((10, 2, 3)), "awft": np.random.default_rng(1).random((10, 2, 3))}
-    tb = D.threshold_bootstrap({("m", "generated_mc"): Cal()}, [("generated_mc", "awft", 0.05), ("mmlu", "awft", 0.05)],
-                               n_boot=5)
+        scores = {
+            "ahon_ln": np.random.default_rng(0).random((10, 2, 3)),
+            "awft": np.random.default_rng(1).random((10, 2, 3)),
+        }
+
+    tb = D.threshold_bootstrap(
+        {("m", "generated_mc"): Cal()}, [("generated_mc", "awft", 0.05), ("mmlu", "awft", 0.05)], n_boot=5
+    )
     assert len(tb) == 5 and set(tb.dataset) == {"generated_mc"} and tb.threshold.between(0, 1).all()
     st = {"ahon_ln": [np.zeros((2, 1, 2), bool), np.array([[[1, 0]], [[0, 0]]], bool)]}
     d = D.dynamics_per_input(st, [0, 50], ["a", "b"])

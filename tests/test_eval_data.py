@@ -1,11 +1,11 @@
 """headlab.eval against direct computation; headlab.data's corpus, checksums and MMLU."""
+
 import numpy as np
 import pytest
 import torch
 
-from headlab import data
+from headlab import data, heads
 from headlab import eval as ev
-from headlab import heads
 from headlab.data import ByteTokenizer, MCItem
 from headlab.nn import Config, HeadlabLM
 
@@ -28,7 +28,7 @@ def test_continuation_logprobs_match_direct_computation_and_ignore_padding(lm):
     cont = [" mat", " four, obviously", " y"]
     got = ev.continuation_logprobs(model, tok, ctx, cont, bos=True, batch_size=3, progress=False)
     one = ev.continuation_logprobs(model, tok, ctx, cont, bos=True, batch_size=1, progress=False)
-    for i, (c, x) in enumerate(zip(ctx, cont)):
+    for i, (c, x) in enumerate(zip(ctx, cont, strict=True)):
         ids = [256] + list(c.encode()) + list(x.encode())
         assert got[i] == pytest.approx(_direct_logprob(model, ids, 1 + len(c.encode())), abs=1e-4)
     np.testing.assert_allclose(got, one, atol=1e-4)
@@ -60,6 +60,7 @@ def test_token_mask_reaches_edits(lm):
 
     def edit(view):
         seen.append(None if view.valid is None else view.valid.sum(1).tolist())
+
     with heads.intervene(model, edit):
         ev.token_nll(model, tok, ["abcd", "ab"], bos=False, progress=False)
     assert seen[0] == [4, 2]

@@ -7,6 +7,7 @@ Three independent references:
    attention module's output, and hook patterns equal ``output_attentions``;
 3. zeroing head h with an intervention equals deleting h's slice of W_O.
 """
+
 import math
 
 import pytest
@@ -21,14 +22,25 @@ torch.manual_seed(0)
 
 
 def tiny(family: str, attn="eager"):
-    common = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=4, max_position_embeddings=64)
+    common = dict(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+    )
     if family == "llama":
         cfg = tf.LlamaConfig(num_key_value_heads=2, **common)
         cls = tf.LlamaForCausalLM
     elif family == "gemma3_text":
-        cfg = tf.Gemma3TextConfig(num_key_value_heads=1, head_dim=16, sliding_window=8,
-                                  layer_types=["sliding_attention", "full_attention", "sliding_attention"], **common)
+        cfg = tf.Gemma3TextConfig(
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            **common,
+        )
         cls = tf.Gemma3ForCausalLM
     elif family == "qwen2":
         cfg = tf.Qwen2Config(num_key_value_heads=2, **common)
@@ -40,13 +52,18 @@ def tiny(family: str, attn="eager"):
         cfg = tf.GPT2Config(vocab_size=97, n_embd=64, n_layer=3, n_head=4, n_positions=64)
         cls = tf.GPT2LMHeadModel
     elif family == "headlab":
-        return HeadlabLM(Config(vocab_size=97, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, max_seq_len=64,
-                                attn_impl=attn)).eval()
+        return HeadlabLM(
+            Config(vocab_size=97, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, max_seq_len=64, attn_impl=attn)
+        ).eval()
     elif family == "headlab_dha":  # per-layer query->K/V maps with different K and V head counts
-        lh = [LayerHeads([0, 0, 1, 2], [0, 1, 1, 1]), LayerHeads([0, 1, 2, 3], [0, 0, 0, 0]),
-              LayerHeads([1, 0, 1, 0], [2, 1, 0, 2])]
-        return HeadlabLM(Config(vocab_size=97, d_model=64, n_layers=3, n_heads=4, max_seq_len=64,
-                                layer_heads=lh, attn_impl=attn)).eval()
+        lh = [
+            LayerHeads([0, 0, 1, 2], [0, 1, 1, 1]),
+            LayerHeads([0, 1, 2, 3], [0, 0, 0, 0]),
+            LayerHeads([1, 0, 1, 0], [2, 1, 0, 2]),
+        ]
+        return HeadlabLM(
+            Config(vocab_size=97, d_model=64, n_layers=3, n_heads=4, max_seq_len=64, layer_heads=lh, attn_impl=attn)
+        ).eval()
     cfg._attn_implementation = attn
     torch.manual_seed(0)
     m = cls(cfg).eval()
@@ -66,7 +83,7 @@ def _rope(x, theta):  # x [b, h, t, d], rotate-half RoPE written out
     inv = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
     ang = torch.outer(torch.arange(x.shape[2]).float(), inv)
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
@@ -104,9 +121,14 @@ def _attn_inputs(model):
     h = heads.Heads(model)
     store, hs = {}, []
     for l in range(h.n_layers):
-        hs.append(h.attn(l).register_forward_pre_hook(
-            lambda m, args, kwargs, l=l: store.__setitem__(l, (args[0] if args else kwargs["hidden_states"]).detach()),
-            with_kwargs=True))
+        hs.append(
+            h.attn(l).register_forward_pre_hook(
+                lambda m, args, kwargs, l=l: store.__setitem__(
+                    l, (args[0] if args else kwargs["hidden_states"]).detach()
+                ),
+                with_kwargs=True,
+            )
+        )
     with torch.no_grad():
         model(IDS)
     for x in hs:
@@ -131,8 +153,10 @@ def test_z_pattern_v_consistent_and_gqa_aware(family):
     model = tiny(family)
     h = heads.Heads(model)
     outs = {}
-    hooks = [h.attn(l).register_forward_hook(lambda m, i, o, l=l: outs.__setitem__(l, o[0].detach()))
-             for l in range(h.n_layers)]
+    hooks = [
+        h.attn(l).register_forward_hook(lambda m, i, o, l=l: outs.__setitem__(l, o[0].detach()))
+        for l in range(h.n_layers)
+    ]
     with torch.no_grad(), heads.capture(model, z=True, pattern=True, v=True) as c:
         model(IDS)
     for x in hooks:
@@ -190,7 +214,10 @@ def test_pattern_aware_edit_is_exact_and_sees_same_forward():
     """An edit that reads the pattern (applied after the attention module) gives the same result
     as the plain pre-o_proj edit when it picks the same heads."""
     model = tiny("llama")
-    sel = lambda view: view.pattern[:, :, :, 0].mean(-1) > 0.2  # attention to the first token [b, h]
+
+    def sel(view):  # attention to the first token [b, h]
+        return view.pattern[:, :, :, 0].mean(-1) > 0.2
+
     picked = {}
     with torch.no_grad(), heads.capture(model, z=False, pattern=True) as c:
         model(IDS)

@@ -1,10 +1,10 @@
 """headlab.models: offline models (slow: they need the cache `make setup` builds), errors, bos."""
+
 import pytest
 import torch
 
-from headlab import data
+from headlab import data, heads, models
 from headlab import eval as ev
-from headlab import heads, models
 from headlab.nn import Config, HeadlabLM
 
 
@@ -95,7 +95,7 @@ def test_cached_weights_match_gguf_metadata():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
 def test_fast_load_gives_the_same_tokenizer_and_logits(name, tmp_path):
-    """The pickled tokenizer and the threaded load change no id and no logit against transformers' own path."""
+    """The pickled (lean) tokenizer and the cached load change no id and no logit against transformers' own path."""
     import shutil
 
     from transformers import AutoModelForCausalLM, AutoTokenizer

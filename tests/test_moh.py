@@ -3,7 +3,6 @@
 References are hand-computed (balance loss), the plain MHA layer of headlab.nn (equivalence), the
 masked implementation (compute skipping) and the released configurations' head budgets.
 """
-from dataclasses import replace
 
 import pytest
 import torch
@@ -21,8 +20,16 @@ COS, SIN = rope_cache(T, DH, CFG.rope_theta)
 X = torch.randn(B, T, D)
 DOCS = (torch.arange(T) >= 7).long()[None].repeat(B, 1)
 
-ROUTED = [("two_stage", 2, 4), ("two_stage", 2, 2), ("two_stage", 1, 5), ("no_two_stage", 3, 3),
-          ("no_shared", 0, 6), ("query_norm", 3, 2), ("query_norm_inverse", 2, 3), ("random", 2, 4)]
+ROUTED = [
+    ("two_stage", 2, 4),
+    ("two_stage", 2, 2),
+    ("two_stage", 1, 5),
+    ("no_two_stage", 3, 3),
+    ("no_shared", 0, 6),
+    ("query_norm", 3, 2),
+    ("query_norm_inverse", 2, 3),
+    ("random", 2, 4),
+]
 
 
 def layer(router, hs, k, cfg=CFG, **kw):
@@ -108,7 +115,7 @@ def test_skip_gradients_match_masked():
     b.load_state_dict(a.state_dict())
     a(X, COS, SIN)[0].pow(2).sum().backward()
     b(X, COS, SIN)[0].pow(2).sum().backward()
-    for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+    for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.allclose(pa.grad, pb.grad, atol=1e-4), n
 
 
@@ -155,6 +162,7 @@ def test_query_norm_ste_and_rope_invariance():
     assert a.q_proj.weight.grad.abs().sum() > 0
     q = torch.randn(B, H, T, DH)
     from headlab.nn import apply_rope
+
     pre = moh.topk_mask(q.norm(dim=-1), 3)
     post = moh.topk_mask(apply_rope(q, COS, SIN).norm(dim=-1), 3)
     assert torch.equal(pre, post)
@@ -176,8 +184,14 @@ def test_heads_capture_sees_gated_z():
 
 
 def test_activated_fraction_of_released_configs():
-    want = {"MoH-ViT-B-75": 0.75, "MoH-ViT-B-50": 0.5, "MoH-ViT-S-80": 0.7995, "MoH-ViT-S-75": 0.7529,
-            "MoH-DiT-XL/2-90": 0.8996, "MoH-DiT-XL/2-75": 0.75}
+    want = {
+        "MoH-ViT-B-75": 0.75,
+        "MoH-ViT-B-50": 0.5,
+        "MoH-ViT-S-80": 0.7995,
+        "MoH-ViT-S-75": 0.7529,
+        "MoH-DiT-XL/2-90": 0.8996,
+        "MoH-DiT-XL/2-75": 0.75,
+    }
     for k, v in want.items():
         assert moh.activated_fraction(moh.RELEASED_CONFIGS[k]) == pytest.approx(v, abs=5e-5), k
     m = HeadlabLM(CFG, moh.moh([moh.MoHSpec(router="dense"), moh.MoHSpec(n_shared=2, top_k=2)]))
@@ -186,8 +200,15 @@ def test_activated_fraction_of_released_configs():
 
 def test_query_norm_hooks_on_hf_llama():
     torch.manual_seed(0)
-    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    cfg = tf.LlamaConfig(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     model = tf.LlamaForCausalLM(cfg).eval()
     ids = torch.randint(0, 97, (2, 12))
     seen = {}

@@ -1,7 +1,7 @@
 """Verdict rules of headlab.papers.moh_claims on hand-made frames (no model, no training)."""
+
 import numpy as np
 import pandas as pd
-import pytest
 
 from headlab.claims import Claims
 from headlab.papers import moh_claims as mc
@@ -11,8 +11,9 @@ def images(acc: dict, n=360, seed=0, rng=0):
     """Per-image correctness: variant -> accuracy; images wrong for MHA are wrong for all (paired)."""
     r = np.random.default_rng(rng)
     u = r.random(n)
-    return pd.DataFrame([{"variant": v, "seed": seed, "image": i, "correct": int(u[i] < a)}
-                         for v, a in acc.items() for i in range(n)])
+    return pd.DataFrame(
+        [{"variant": v, "seed": seed, "image": i, "correct": int(u[i] < a)} for v, a in acc.items() for i in range(n)]
+    )
 
 
 def test_c1_verdicts():
@@ -29,8 +30,12 @@ def test_c1_verdicts():
 def test_c2_premise_and_evidence():
     assert not mc.lm_premise(3.16, 2.82)  # 0.34 nats below unigram: barely trained
     assert mc.lm_premise(3.16, 1.9)
-    rows = [{"variant": v, "seed": 0, "domain": d, "window": w, "val_loss": 2.0 + 0.01 * w + add}
-            for d in ("a", "b") for w in range(8) for v, add in (("MHA", 0.0), ("MoH-75", 0.0), ("MoH-50", 0.01))]
+    rows = [
+        {"variant": v, "seed": 0, "domain": d, "window": w, "val_loss": 2.0 + 0.01 * w + add}
+        for d in ("a", "b")
+        for w in range(8)
+        for v, add in (("MHA", 0.0), ("MoH-75", 0.0), ("MoH-50", 0.01))
+    ]
     assert mc.c2_evidence(pd.DataFrame(rows)).verdict == "reproduced"
     rows = [{**r, "val_loss": r["val_loss"] + (0.5 if r["variant"] != "MHA" else 0)} for r in rows]
     assert mc.c2_evidence(pd.DataFrame(rows)).verdict == "not reproduced"
@@ -41,8 +46,18 @@ def routing(dep: bool, n=40, E=4, hs=2):
     for i in range(n):
         lab = i % 2
         sel = [10, 0, 10, 0] if (dep and lab) else ([0, 10, 0, 10] if dep else [5, 5, 5, 5])
-        rows.append({"layer": 1, "unit": i, "label": lab, "tokens": 10, **{f"sel_{j}": 10 for j in range(hs)},
-                     **{f"sel_{hs + j}": s for j, s in enumerate(sel)}, "h_s": hs, "K": 2})
+        rows.append(
+            {
+                "layer": 1,
+                "unit": i,
+                "label": lab,
+                "tokens": 10,
+                **{f"sel_{j}": 10 for j in range(hs)},
+                **{f"sel_{hs + j}": s for j, s in enumerate(sel)},
+                "h_s": hs,
+                "K": 2,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -62,8 +77,11 @@ def test_c4_balance():
 def conversion(qn: float, rnd: float, inv: float, orig: float = 3.0, n=6):
     rows = [{"budget": "9/9", "router": "original", "seed": -1, "window": w, "nll": orig + 0.1 * w} for w in range(n)]
     for r, v, seeds in (("query_norm", qn, [-1]), ("random", rnd, [0, 1, 2]), ("inverse", inv, [-1])):
-        rows += [{"budget": "7/9", "router": r, "seed": s, "window": w, "nll": v + 0.1 * w + 0.01 * s}
-                 for s in seeds for w in range(n)]
+        rows += [
+            {"budget": "7/9", "router": r, "seed": s, "window": w, "nll": v + 0.1 * w + 0.01 * s}
+            for s in seeds
+            for w in range(n)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -93,10 +111,19 @@ def scores(shared_varies: bool, n=40, h=4, hs=2):
     rows = []
     for i in range(n):
         lab = i % 4
-        g = [1.0 + (0.3 * lab if shared_varies else 0.01 * (i % 3)) for _ in range(hs)] + \
-            [1.0 + (0.01 * (i % 3) if shared_varies else 0.3 * lab) for _ in range(h - hs)]
-        rows.append({"family": "ViT", "unit": i, "label": lab, "h_s": hs, **{f"sel_{j}": 10 for j in range(h)},
-                     **{f"gsum_{j}": 10 * g[j] for j in range(h)}})
+        g = [1.0 + (0.3 * lab if shared_varies else 0.01 * (i % 3)) for _ in range(hs)] + [
+            1.0 + (0.01 * (i % 3) if shared_varies else 0.3 * lab) for _ in range(h - hs)
+        ]
+        rows.append(
+            {
+                "family": "ViT",
+                "unit": i,
+                "label": lab,
+                "h_s": hs,
+                **{f"sel_{j}": 10 for j in range(h)},
+                **{f"gsum_{j}": 10 * g[j] for j in range(h)},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,9 +133,19 @@ def test_c8_spread():
 
 
 def test_c9_redundancy():
-    rows = [{"model": m, "variant": v, "seed": 0, "unit": i, "pattern_similarity": 0.5 - (0.1 if v != "MHA" else 0) + 0.01 * (i % 5),
-             "output_abs_cosine": 0.3 - (0.05 if v != "MHA" else 0) + 0.01 * (i % 3)}
-            for m in ("ViT", "LM") for v in ("MHA", "MoH-75") for i in range(30)]
+    rows = [
+        {
+            "model": m,
+            "variant": v,
+            "seed": 0,
+            "unit": i,
+            "pattern_similarity": 0.5 - (0.1 if v != "MHA" else 0) + 0.01 * (i % 5),
+            "output_abs_cosine": 0.3 - (0.05 if v != "MHA" else 0) + 0.01 * (i % 3),
+        }
+        for m in ("ViT", "LM")
+        for v in ("MHA", "MoH-75")
+        for i in range(30)
+    ]
     assert mc.c9_evidence(pd.DataFrame(rows)).verdict == "reproduced"
     flip = pd.DataFrame(rows).assign(variant=lambda d: d.variant.map({"MHA": "MoH-75", "MoH-75": "MHA"}))
     assert mc.c9_evidence(flip).verdict == "not reproduced"
@@ -120,7 +157,10 @@ def test_speed_rows(tmp_path):
     reps, t7 = [], []
     for seq in (256, 512):
         for (v, mode), t in {("MHA", "dense"): 1.0, ("MoH-50", "masked"): 1.05, ("MoH-50", "skip"): 0.6}.items():
-            reps += [{"seq": seq, "variant": v, "mode": mode, "repeat": r, "seconds": t * (1 + 0.01 * (r % 3))} for r in range(9)]
+            reps += [
+                {"seq": seq, "variant": v, "mode": mode, "repeat": r, "seconds": t * (1 + 0.01 * (r % 3))}
+                for r in range(9)
+            ]
             t7.append({"seq": seq, "variant": v, "mode": mode, "activated": 1.0 if v == "MHA" else 0.5})
     pd.DataFrame(reps).to_csv(tmp_path / "table7_repeats.csv", index=False)
     pd.DataFrame(t7).to_csv(tmp_path / "table7.csv", index=False)

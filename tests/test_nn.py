@@ -1,4 +1,5 @@
 """headlab.nn and headlab.train on tiny configs."""
+
 import math
 
 import numpy as np
@@ -19,8 +20,9 @@ def _model(**kw):
 IDS = torch.randint(0, 50, (3, 16), generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("kw", [{}, {"n_kv_heads": 2}, {"n_kv_heads": 1}, {"pos_emb": "learned"},
-                                {"attn_only": True, "pos_emb": "none"}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"n_kv_heads": 2}, {"n_kv_heads": 1}, {"pos_emb": "learned"}, {"attn_only": True, "pos_emb": "none"}]
+)
 def test_sdpa_and_eager_paths_agree(kw):
     m = _model(**kw)
     with torch.no_grad():
@@ -98,8 +100,10 @@ def test_lr_schedule_shape():
     assert lr_at(55, tc) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
+@pytest.mark.slow
 def test_training_learns_a_copy_task_and_is_deterministic():
     """Repeat-the-first-half sequences: a 2-layer model must beat the unigram loss quickly."""
+
     def batch(step):
         g = torch.Generator().manual_seed(step)
         half = torch.randint(2, 12, (16, 8), generator=g)
@@ -115,6 +119,7 @@ def test_training_learns_a_copy_task_and_is_deterministic():
             x, y = batch(10_000)
             logits = model(x).logits[:, 8:]  # second half is predictable
             return {"copy_loss": torch.nn.functional.cross_entropy(logits.flatten(0, 1), y[:, 8:].flatten()).item()}
+
         logs.append(train(m, batch, tc, eval_fn=ev, progress=False))
     assert logs[0][-1]["copy_loss"] < 0.5 * math.log(10), logs[0][-1]
     assert [r["copy_loss"] for r in logs[0]] == [r["copy_loss"] for r in logs[1]]

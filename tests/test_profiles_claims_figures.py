@@ -1,4 +1,5 @@
 """Bad input fails early and clearly; the claims command; figures are atomic."""
+
 import json
 import os
 
@@ -19,10 +20,13 @@ def test_resolve_smoke_and_overrides():
     assert P.profile == "smoke" and P.seed == 3 and P.paper == "tour"
 
 
-@pytest.mark.parametrize("args,match", [
-    (("00_headlab_tour", "fast"), "unknown profile 'fast'"),
-    (("99_nope", "smoke"), "unknown notebook '99_nope'"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("00_headlab_tour", "fast"), "unknown profile 'fast'"),
+        (("99_nope", "smoke"), "unknown notebook '99_nope'"),
+    ],
+)
 def test_resolve_rejects_unknown_names(args, match):
     with pytest.raises(profiles.ProfileError, match=match):
         profiles.resolve(*args)
@@ -82,6 +86,7 @@ def test_figure_save_is_atomic_and_keeps_last_good(tmp_path, monkeypatch):
 
     def broken_savefig(*a, **k):
         raise Boom()
+
     monkeypatch.setattr(fig, "savefig", broken_savefig)
     with pytest.raises(Boom):
         figures.save(fig, None, "p", "smoke", "fig1")
@@ -90,10 +95,25 @@ def test_figure_save_is_atomic_and_keeps_last_good(tmp_path, monkeypatch):
 
 
 def test_runner_cleans_executed_notebooks():
-    nb = {"metadata": {"papermill": {"duration": 1}, "kernelspec": {}}, "cells": [
-        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "execution_count": 2, "outputs": [], "source": ""},
-        {"cell_type": "code", "metadata": {"papermill": {"duration": 3}, "execution": {}}, "execution_count": 7,
-         "outputs": [], "source": ""}]}
+    nb = {
+        "metadata": {"papermill": {"duration": 1}, "kernelspec": {}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["injected-parameters"]},
+                "execution_count": 2,
+                "outputs": [],
+                "source": "",
+            },
+            {
+                "cell_type": "code",
+                "metadata": {"papermill": {"duration": 3}, "execution": {}},
+                "execution_count": 7,
+                "outputs": [],
+                "source": "",
+            },
+        ],
+    }
     out = run.clean(json.loads(json.dumps(nb)), drop_injected=True)
     assert "papermill" not in out["metadata"] and len(out["cells"]) == 1
     assert out["cells"][0]["metadata"] == {} and out["cells"][0]["execution_count"] == 1
@@ -101,6 +121,7 @@ def test_runner_cleans_executed_notebooks():
 
 def test_stored_notebooks_are_registered_and_have_parameters_cells():
     from headlab.paths import NOTEBOOKS_DIR
+
     stored = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
     assert stored, "no notebooks stored"
     for name in stored:
@@ -113,8 +134,12 @@ def test_stored_notebooks_are_registered_and_have_parameters_cells():
 def test_run_knobs_are_parsed_and_checked_before_compute():
     from headlab.run import check_params, parse_params
 
-    assert parse_params(["pretrained=false", "parts=[\"ctx_sweep\"]", "grid=full", "n=3"]) == \
-        {"pretrained": False, "parts": ["ctx_sweep"], "grid": "full", "n": 3}
+    assert parse_params(["pretrained=false", 'parts=["ctx_sweep"]', "grid=full", "n=3"]) == {
+        "pretrained": False,
+        "parts": ["ctx_sweep"],
+        "grid": "full",
+        "n": 3,
+    }
     with pytest.raises(ProfileError, match="NAME=VALUE"):
         parse_params(["pretrained"])
     check_params("04_attention_sinks", {"pretrained": False, "parts": ["variants"]})  # declared knobs pass
@@ -166,10 +191,15 @@ def test_notebook_knobs_are_not_shadowed_by_later_cells():
     for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
         cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         i = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
-        knobs = {t.id for node in ast.parse("".join(cells[i]["source"])).body if isinstance(node, ast.Assign)
-                 for t in node.targets if isinstance(t, ast.Name)}
+        knobs = {
+            t.id
+            for node in ast.parse("".join(cells[i]["source"])).body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        }
         assert "profile" in knobs, path.name
-        for c in cells[i + 1:]:
+        for c in cells[i + 1 :]:
             for node in ast.walk(ast.parse("".join(c["source"]))):
                 bound = set()
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -179,6 +209,7 @@ def test_notebook_knobs_are_not_shadowed_by_later_cells():
                 assert not bound & knobs, f"{path.name}: a cell rebinds the knob(s) {bound & knobs}"
 
 
+@pytest.mark.slow
 def test_replot_redraws_count01_gpu_figures_from_their_committed_csvs(tmp_path, monkeypatch, capsys):
     """The H100 run's CSVs alone suffice to redraw its CSV-drawn figures; the CSVs are left untouched."""
     import shutil

@@ -1,6 +1,7 @@
 """Checks on what the notebooks publish (figures/<paper>/<profile>/): every plot has its numbers, every
 claims table is well formed, never decides a claim without an interval, keeps self-checks apart, and the
 README's summary of verdicts is the one the claims files hold."""
+
 from __future__ import annotations
 
 import pandas as pd

@@ -1,4 +1,5 @@
 """headlab.ship: a GGUF split for a size-limited transfer comes back byte-identical, or fails loudly."""
+
 import json
 
 import pytest

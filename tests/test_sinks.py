@@ -1,4 +1,5 @@
 """Unit tests of headlab.papers.sinks on hand-built patterns and tiny headlab models (no downloads)."""
+
 import math
 
 import numpy as np
@@ -25,12 +26,21 @@ def sink_pattern(T: int) -> torch.Tensor:
 
 def tiny_lm(n_layers=2, n_kv_heads=2, max_seq_len=64, attention_cls=sinks.SinkAttention, attn_impl="sdpa"):
     torch.manual_seed(0)
-    cfg = Config(vocab_size=258, d_model=32, n_layers=n_layers, n_heads=4, n_kv_heads=n_kv_heads, d_mlp=64,
-                 max_seq_len=max_seq_len, attn_impl=attn_impl)
+    cfg = Config(
+        vocab_size=258,
+        d_model=32,
+        n_layers=n_layers,
+        n_heads=4,
+        n_kv_heads=n_kv_heads,
+        d_mlp=64,
+        max_seq_len=max_seq_len,
+        attn_impl=attn_impl,
+    )
     return HeadlabLM(cfg, attention_cls=attention_cls).eval()
 
 
 # --- sink metric ---------------------------------------------------------------------------------
+
 
 def test_chance_score_is_the_uniform_head_score():
     for T in (1, 4, 16, 64):
@@ -43,8 +53,9 @@ def test_chance_score_is_the_uniform_head_score():
 def test_sink_rates_on_a_hand_built_pattern():
     T = 4
     # layer 0: head 0 a perfect sink, head 1 uniform; layer 1: both uniform. Two identical prompts.
-    pat = torch.stack([torch.stack([sink_pattern(T), causal_uniform(T)]),
-                       torch.stack([causal_uniform(T), causal_uniform(T)])])[:, None].repeat(1, 2, 1, 1, 1)
+    pat = torch.stack(
+        [torch.stack([sink_pattern(T), causal_uniform(T)]), torch.stack([causal_uniform(T), causal_uniform(T)])]
+    )[:, None].repeat(1, 2, 1, 1, 1)
     scores = sinks.first_position_scores(pat)
     assert scores.shape == (2, 2, 2)  # [prompt, layer, head]
     h4 = (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4
@@ -96,6 +107,7 @@ def test_attention_patterns_and_scores_of_a_headlab_model():
 
 # --- perturbation -------------------------------------------------------------------------------
 
+
 def test_edit_span():
     assert sinks._edit_span([1, 2, 3, 4, 5], [1, 2, 9, 4, 5]) == (2, 2)
     assert sinks._edit_span([1, 2, 3, 4, 5], [1, 2, 7, 8, 4, 5]) == (2, 2)  # unequal lengths
@@ -134,6 +146,7 @@ def test_perturbation_spread_alignment_and_invariants():
 
 # --- mixing simulation --------------------------------------------------------------------------
 
+
 def test_sink_attention_rows():
     A = sinks.sink_attention(5, 0.9)
     assert torch.allclose(A.sum(-1), torch.ones(5, dtype=A.dtype))
@@ -158,6 +171,7 @@ def test_mixing_simulation_sinks_slow_mixing():
 
 
 # --- value norms and the apostrophe head -------------------------------------------------------
+
 
 def test_value_norms_match_v_proj_with_gqa():
     model = tiny_lm(n_kv_heads=2)
@@ -204,10 +218,12 @@ def test_apostrophe_positions():
     class Tok:
         def decode(self, ids):
             return {0: "<bos>", 1: "don", 2: "'", 3: "t", 4: " go", 5: "’s"}[ids[0]]
+
     assert sinks.apostrophe_positions(Tok(), [0, 1, 2, 3, 4, 5, 4]) == [3, 6]
 
 
 # --- downstream proxies ----------------------------------------------------------------------------
+
 
 def test_passkey_prompts_and_paired_nll():
     items = sinks.passkey_prompts(3, 4, seed=1)
@@ -218,8 +234,9 @@ def test_passkey_prompts_and_paired_nll():
     r = sinks.paired_nll(model, tok, ["some text here to score", "another one, longer than the limit"], max_len=16)
     assert r["n_tokens"] == (15 - 1) + (15 - 1)
     assert sum(u["n_tokens"] for u in r["per_text"]) == r["n_tokens"]  # per-text units for the claims' interval
-    assert np.average([u["nll_no_bos"] for u in r["per_text"]], weights=[u["n_tokens"] for u in r["per_text"]]) \
-        == pytest.approx(r["nll_no_bos"])
+    assert np.average(
+        [u["nll_no_bos"] for u in r["per_text"]], weights=[u["n_tokens"] for u in r["per_text"]]
+    ) == pytest.approx(r["nll_no_bos"])
     acc = sinks.passkey_accuracy(model, tok, items[:1], bos=True)
     assert 0 <= acc["acc"] <= 1 and acc["answer_logprob"] < 0
     assert len(acc["correct"]) == len(acc["tokens"]) == 1 and acc["acc"] == float(acc["correct"][0])
@@ -227,14 +244,11 @@ def test_passkey_prompts_and_paired_nll():
 
 # --- pretraining machinery ---------------------------------------------------------------------
 
+
 def test_doc_mask_keeps_a_global_bos_visible():
     d = torch.tensor([[sinks.GLOBAL_DOC, 0, 0, 1, 1]])
     m = sinks.doc_mask(5, d)[0, 0].int()
-    expect = torch.tensor([[1, 0, 0, 0, 0],
-                           [1, 1, 0, 0, 0],
-                           [1, 1, 1, 0, 0],
-                           [1, 0, 0, 1, 0],
-                           [1, 0, 0, 1, 1]])
+    expect = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 1, 0], [1, 0, 0, 1, 1]])
     assert torch.equal(m, expect)
 
 
@@ -244,6 +258,7 @@ def test_sink_attention_matches_stock_attention_and_eager_matches_sdpa():
     a, b = Attention(cfg, 0), sinks.SinkAttention(cfg, 0)
     b.load_state_dict(a.state_dict())
     from headlab.nn import rope_cache
+
     cos, sin = rope_cache(10, 8, 10000.0)
     x = torch.randn(2, 10, 32)
     docs = torch.tensor([[0] * 4 + [1] * 6, [3] * 10])
@@ -262,7 +277,7 @@ def test_sink_attention_matches_stock_attention_and_eager_matches_sdpa():
 def test_packed_windows():
     toks = np.arange(100) % 50
     docs = np.repeat(np.arange(10), 10)
-    for key, v in sinks.VARIANTS.items():
+    for v in sinks.VARIANTS.values():
         get = sinks.PackedWindows(toks, docs, batch=3, ctx=8, variant=v, seed=0)
         x, (y, d) = get(5)
         x2, (y2, _) = get(5)
@@ -303,8 +318,15 @@ def test_pretrain_runs_and_logs():
     toks = np.random.default_rng(0).integers(0, 256, 3000)
     docs = np.repeat(np.arange(30), 100)
     w = sinks.doc_start_windows(toks, docs, 16, 4)
-    spec = sinks.PretrainSpec(ctx=32, tokens_per_step=128, steps=4, variant=sinks.VARIANTS["bos_intradoc"],
-                              model=dict(d_model=16, n_layers=1, n_heads=2, d_mlp=32), eval_every=2, warmup=1)
+    spec = sinks.PretrainSpec(
+        ctx=32,
+        tokens_per_step=128,
+        steps=4,
+        variant=sinks.VARIANTS["bos_intradoc"],
+        model=dict(d_model=16, n_layers=1, n_heads=2, d_mlp=32),
+        eval_every=2,
+        warmup=1,
+    )
     assert spec.batch == 4
     model, log = sinks.pretrain(spec, (toks, docs), w, val_stream=(toks, docs))
     assert list(log.step) == [0, 2, 4] and list(log.tokens_seen) == [0, 256, 512]

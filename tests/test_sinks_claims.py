@@ -1,4 +1,5 @@
 """Rules of headlab.papers.sinks_claims on hand-made frames (no model, no torch): one case per verdict."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,16 +8,24 @@ from headlab.claims import Claims
 from headlab.papers import sinks_claims as sc
 
 BM, FREE = "bosmodel", "freemodel"
-PARAMS = {"bos_model": BM, "eps": "0.3,0.8", "eval_T": "64", f"trained_with_bos:{BM}": "True",
-          f"trained_with_bos:{FREE}": "False", f"n_heads:{BM}": "2", f"n_kv_heads:{BM}": "1"}
+PARAMS = {
+    "bos_model": BM,
+    "eps": "0.3,0.8",
+    "eval_T": "64",
+    f"trained_with_bos:{BM}": "True",
+    f"trained_with_bos:{FREE}": "False",
+    f"n_heads:{BM}": "2",
+    f"n_kv_heads:{BM}": "1",
+}
 
 
 def per_prompt(model, with_bos, without_bos, hi_frac=0.1):
     rows = []
     for bos, vals in ((True, with_bos), (False, without_bos)):
         for i, v in enumerate(vals):
-            rows.append({"model": model, "bos": bos, "prompt": i, "sink_0.3": v, "sink_0.8": v * hi_frac,
-                         "mean_score": v / 100})
+            rows.append(
+                {"model": model, "bos": bos, "prompt": i, "sink_0.3": v, "sink_0.8": v * hi_frac, "mean_score": v / 100}
+            )
     return pd.DataFrame(rows)
 
 
@@ -70,8 +79,10 @@ def pairs_frame(ratios, layers=3):
     rows = []
     for k, r in enumerate(ratios):
         for layer in range(layers):
-            rows += [{"model": BM, "pair": k, "bos": True, "layer": layer, "rel_change": 0.1},
-                     {"model": BM, "pair": k, "bos": False, "layer": layer, "rel_change": 0.1 * r}]
+            rows += [
+                {"model": BM, "pair": k, "bos": True, "layer": layer, "rel_change": 0.1},
+                {"model": BM, "pair": k, "bos": False, "layer": layer, "rel_change": 0.1 * r},
+            ]
     return pd.DataFrame(rows)
 
 
@@ -89,23 +100,45 @@ def test_k4_verdicts():
 
 # --- K5: NLL and passkey ----------------------------------------------------------------------------------
 def test_k5_nll_and_passkey():
-    nll = pd.DataFrame({"model": BM, "text_type": list("abcdef"), "n_tokens": 100,
-                        "nll_bos": [3.0, 3.2, 2.8, 3.1, 3.0, 2.9], "nll_no_bos": [5.0, 5.5, 4.9, 5.2, 5.1, 4.8]})
-    pk_rise = pd.DataFrame([{"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 160}
-                            for i in range(8) for b, c in ((True, i >= 2), (False, True))])
+    nll = pd.DataFrame(
+        {
+            "model": BM,
+            "text_type": list("abcdef"),
+            "n_tokens": 100,
+            "nll_bos": [3.0, 3.2, 2.8, 3.1, 3.0, 2.9],
+            "nll_no_bos": [5.0, 5.5, 4.9, 5.2, 5.1, 4.8],
+        }
+    )
+    pk_rise = pd.DataFrame(
+        [
+            {"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 160}
+            for i in range(8)
+            for b, c in ((True, i >= 2), (False, True))
+        ]
+    )
     C = Claims("attention_sinks", "test")
     sc.k5(C, nll, pk_rise, BM)
     assert verdict(C, "K5-nll") == "reproduced"
     # accuracy rises without <bos> (0.75 -> 1.00): no item supports a drop
     assert verdict(C, "K5-passkey") == "not reproduced"
     assert "6/8" in row(C, "K5-passkey").our_value and "8/8" in row(C, "K5-passkey").our_value
-    pk_drop = pd.DataFrame([{"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 4000}
-                            for i in range(30) for b, c in ((True, True), (False, i < 3))])
+    pk_drop = pd.DataFrame(
+        [
+            {"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 4000}
+            for i in range(30)
+            for b, c in ((True, True), (False, i < 3))
+        ]
+    )
     sc.k5(C, nll.assign(nll_no_bos=nll.nll_bos * 1.01), pk_drop, BM)
     assert verdict(C, "K5-passkey") == "reproduced"
     assert verdict(C, "K5-nll") == "not reproduced"
-    pk_mixed = pd.DataFrame([{"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 160}
-                             for i in range(8) for b, c in ((True, i < 5), (False, i < 4))])
+    pk_mixed = pd.DataFrame(
+        [
+            {"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 160}
+            for i in range(8)
+            for b, c in ((True, i < 5), (False, i < 4))
+        ]
+    )
     sc.k5(C, None, pk_mixed, BM)
     assert verdict(C, "K5-passkey") == "inconclusive"
     assert verdict(C, "K5-nll") == "not testable here"
@@ -127,9 +160,19 @@ def value_norms(sink_ratios, other_ratios):
     rows = []
     for layer, (r, sink) in enumerate([(r, True) for r in sink_ratios] + [(r, False) for r in other_ratios]):
         for h in range(2):  # two query heads share the one KV head of the layer
-            rows.append({"layer": layer, "head": h, "table": "value_norms", "score": (0.9 if h == 0 else 0.1) if sink else 0.1,
-                         "bos_value_norm": r, "median_value_norm": 1.0, "ratio": r, "bos_rank": 0.0,
-                         "below_median": float(r < 1)})
+            rows.append(
+                {
+                    "layer": layer,
+                    "head": h,
+                    "table": "value_norms",
+                    "score": (0.9 if h == 0 else 0.1) if sink else 0.1,
+                    "bos_value_norm": r,
+                    "median_value_norm": 1.0,
+                    "ratio": r,
+                    "bos_rank": 0.0,
+                    "below_median": float(r < 1),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -159,8 +202,17 @@ def fig5(final_sinks, source="live (test)"):
     rows = []
     for ctx, s in final_sinks.items():
         for step, v in ((0, 0.0), (10, s)):
-            rows.append({"ctx": ctx, "step": step, "sink_0.3": v, "sink_0.8": 0.0, "mean_score": 0.07 + v / 1000,
-                         "val_loss": 3.0, "source": source})
+            rows.append(
+                {
+                    "ctx": ctx,
+                    "step": step,
+                    "sink_0.3": v,
+                    "sink_0.8": 0.0,
+                    "mean_score": 0.07 + v / 1000,
+                    "val_loss": 3.0,
+                    "source": source,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -168,9 +220,19 @@ def table2(sink_as_trained, source="live (test)"):
     rows = []
     for v, tb in (("bos_causal", True), ("nobos_causal", False)):
         for eb in (True, False):
-            rows.append({"variant": v, "train_bos": tb, "intra_doc": False, "eval_bos": eb,
-                         "sink_0.3": sink_as_trained if eb == tb else 0.0, "sink_0.8": 0.0, "mean_score": 0.07,
-                         "loss": 3.0, "source": source})
+            rows.append(
+                {
+                    "variant": v,
+                    "train_bos": tb,
+                    "intra_doc": False,
+                    "eval_bos": eb,
+                    "sink_0.3": sink_as_trained if eb == tb else 0.0,
+                    "sink_0.8": 0.0,
+                    "mean_score": 0.07,
+                    "loss": 3.0,
+                    "source": source,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -193,16 +255,30 @@ def test_k7_k8_untestable_when_no_sink_formed_and_inconclusive_otherwise():
 def test_build_from_csvs(tmp_path):
     C = sc.build(tmp_path, "test")  # nothing saved: every row says why it cannot be judged
     assert {r.verdict for r in C.rows} == {"not testable here"}
-    pd.DataFrame({"param": list(PARAMS), "value": list(PARAMS.values())}).to_csv(tmp_path / "run_params.csv", index=False)
-    pd.concat([per_prompt(BM, [80, 78, 82, 79], [0, 0, 0, 0]), per_prompt(FREE, [70, 72, 71, 69], [75, 76, 77, 74])]
-              ).to_csv(tmp_path / "sink_per_prompt.csv", index=False)
+    pd.DataFrame({"param": list(PARAMS), "value": list(PARAMS.values())}).to_csv(
+        tmp_path / "run_params.csv", index=False
+    )
+    pd.concat(
+        [per_prompt(BM, [80, 78, 82, 79], [0, 0, 0, 0]), per_prompt(FREE, [70, 72, 71, 69], [75, 76, 77, 74])]
+    ).to_csv(tmp_path / "sink_per_prompt.csv", index=False)
     pairs_frame([2.0, 2.2, 1.9, 2.5]).to_csv(tmp_path / "fig2_pairs.csv", index=False)
     value_norms([0.2, 0.25, 0.18], [0.21, 0.19, 0.24]).to_csv(tmp_path / "fig4.csv", index=False)
     fig5({64: 0.0, 128: 0.0}).to_csv(tmp_path / "fig5.csv", index=False)
     table2(0.0).to_csv(tmp_path / "table2.csv", index=False)
     C = sc.build(tmp_path, "test")
     ids = [r.claim_id for r in C.rows]
-    assert ids[:1] == ["K1"] and {"K2", "K3", "K4", "K5-nll", "K5-passkey", "K6", "K7", "K8", "K9", "K9-contrast"} <= set(ids)
+    assert ids[:1] == ["K1"] and {
+        "K2",
+        "K3",
+        "K4",
+        "K5-nll",
+        "K5-passkey",
+        "K6",
+        "K7",
+        "K8",
+        "K9",
+        "K9-contrast",
+    } <= set(ids)
     assert verdict(C, "K3") == "reproduced" and verdict(C, "K6") == "reproduced"
     assert verdict(C, "K5-nll") == "not testable here"
     C.save(tmp_path / "out")

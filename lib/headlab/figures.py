@@ -4,6 +4,7 @@
 ``<fig_id>.csv`` (the numbers behind the plot). Both are written to temporary files first and
 renamed into place, so a run that fails half-way never leaves a broken or half-new figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ def style():
     import seaborn as sns
 
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
-    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": DPI, "savefig.bbox": "tight",
-                         "axes.titleweight": "bold", "legend.frameon": False})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 90,
+            "savefig.dpi": DPI,
+            "savefig.bbox": "tight",
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+        }
+    )
 
 
 def out_dir(paper: str, profile: str) -> Path:

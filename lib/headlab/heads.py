@@ -27,12 +27,13 @@ An edit that needs the layer's pattern or values is applied after the attention 
 run: its output is corrected to ``o_proj(z_edited)`` (through the changed heads' columns of W_O
 only, when few heads changed), so the result is exact either way.
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -56,12 +57,30 @@ class Layout:
     hidden: str
 
 
-_LLAMA = Layout("model.layers", "self_attn", "o_proj", "v_proj", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_size")
+_LLAMA = Layout(
+    "model.layers",
+    "self_attn",
+    "o_proj",
+    "v_proj",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_size",
+)
 
 LAYOUTS: dict[str, Layout] = {
     "llama": _LLAMA,  # SmolLM2, Llama 2/3
     "gemma3_text": _LLAMA,  # Gemma-3 (q/k norms live inside the attention module; z is unaffected)
-    "gemma3": Layout("model.language_model.layers", "self_attn", "o_proj", "v_proj", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_size"),
+    "gemma3": Layout(
+        "model.language_model.layers",
+        "self_attn",
+        "o_proj",
+        "v_proj",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "hidden_size",
+    ),
     "qwen2": _LLAMA,
     "olmo2": _LLAMA,
     "mistral": _LLAMA,
@@ -90,8 +109,10 @@ class Heads:
     def __init__(self, model: nn.Module):
         mt = getattr(getattr(model, "config", None), "model_type", None)
         if mt not in LAYOUTS:
-            raise KeyError(f"headlab.heads has no layout for model_type={mt!r}; known: {sorted(LAYOUTS)}. "
-                           "Add one line to headlab.heads.LAYOUTS.")
+            raise KeyError(
+                f"headlab.heads has no layout for model_type={mt!r}; known: {sorted(LAYOUTS)}. "
+                "Add one line to headlab.heads.LAYOUTS."
+            )
         self.model, self.model_type, self.layout = model, mt, LAYOUTS[mt]
         cfg = _config_of(model)
         L = self.layout
@@ -124,7 +145,8 @@ class Heads:
         if impl != "eager":
             raise AttentionImplError(
                 f"{what} need eager attention, but this model runs {impl!r}. Load it with "
-                f"headlab.models.load(..., attn='eager') or call model.set_attn_implementation('eager').")
+                f"headlab.models.load(..., attn='eager') or call model.set_attn_implementation('eager')."
+            )
 
     def o_proj_weight_slice(self, layer: int, head: int) -> tuple[torch.Tensor, tuple]:
         """The W_O parameter and the index of head's columns (as an index tuple into the weight)."""
@@ -134,8 +156,10 @@ class Heads:
         return w, ((s,) if self.model_type == "gpt2" else (slice(None), s))
 
     def __repr__(self):
-        return (f"Heads({self.model_type}: {self.n_layers} layers x {self.n_heads} query heads, "
-                f"{self.n_kv_heads} KV heads, d_head={self.d_head})")
+        return (
+            f"Heads({self.model_type}: {self.n_layers} layers x {self.n_heads} query heads, "
+            f"{self.n_kv_heads} KV heads, d_head={self.d_head})"
+        )
 
 
 def _split(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -176,8 +200,9 @@ def _v_hook(h: Heads, layer: int, store: Callable[[torch.Tensor], None]):
     return module.register_forward_hook(hook)
 
 
-def _corrected_output(h: "Heads", module: nn.Module, out, flat: torch.Tensor, new: torch.Tensor,
-                      own_hook: int) -> torch.Tensor:
+def _corrected_output(
+    h: Heads, module: nn.Module, out, flat: torch.Tensor, new: torch.Tensor, own_hook: int
+) -> torch.Tensor:
     """The attention output for the edited ``new`` z ``[batch, pos, head, d_head]`` given the output
     ``out`` already computed from ``flat`` z ``[batch, pos, head * d_head]``.
 
@@ -211,8 +236,14 @@ def _attn_output_weights(out):
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, z: bool = True, pattern: bool = False, v: bool = False,
-            layers: Iterable[int] | None = None, detach: bool = True):
+def capture(
+    model: nn.Module,
+    z: bool = True,
+    pattern: bool = False,
+    v: bool = False,
+    layers: Iterable[int] | None = None,
+    detach: bool = True,
+):
     """Record ``z`` (o_proj input), ``pattern`` (eager only) and ``v`` for the given layers."""
     h = Heads(model)
     if pattern:
@@ -222,15 +253,19 @@ def capture(model: nn.Module, z: bool = True, pattern: bool = False, v: bool = F
     try:
         for l in _layers(h, layers):
             if z:
+
                 def zhook(_m, args, l=l):
                     cache.z[l] = prep(_split(args[0], h.n_heads))
+
                 handles.append(h.o_proj(l).register_forward_pre_hook(zhook))
             if pattern:
+
                 def phook(_m, _inp, out, l=l):
                     w = _attn_output_weights(out)
                     if w is None:
                         raise AttentionImplError(f"layer {l} returned no attention weights; use eager attention")
                     cache.pattern[l] = prep(w)
+
                 handles.append(h.attn(l).register_forward_hook(phook))
             if v:
                 handles.append(_v_hook(h, l, lambda t, l=l: cache.v.__setitem__(l, prep(t))))
@@ -275,8 +310,7 @@ def token_mask(valid: torch.Tensor | None):
 
 
 @contextlib.contextmanager
-def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
-              needs: Iterable[str] = ()):
+def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None, needs: Iterable[str] = ()):
     """Apply ``edit(view) -> z'`` (or None for "unchanged") at the o_proj input of each layer.
 
     ``needs`` may contain "pattern" and/or "v": the edit then also sees this layer's attention
@@ -292,6 +326,7 @@ def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
     try:
         for l in _layers(h, layers):
             if not needs:
+
                 def pre(_m, args, l=l):
                     if getattr(_reentry, "on", False):
                         return None
@@ -300,6 +335,7 @@ def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
                     if new is None:
                         return None
                     return (new.reshape(args[0].shape),) + tuple(args[1:])
+
                 handles.append(h.o_proj(l).register_forward_pre_hook(pre))
                 continue
             seen: dict = {}
@@ -307,6 +343,7 @@ def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
             def zpre(_m, args, seen=seen):
                 if not getattr(_reentry, "on", False):
                     seen["z"] = args[0]
+
             zh = h.o_proj(l).register_forward_pre_hook(zpre)
             handles.append(zh)
             if "v" in needs:
@@ -321,6 +358,7 @@ def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
                     return None
                 attn_out = _corrected_output(h, module, out, flat, new, own)
                 return (attn_out,) + tuple(out[1:]) if isinstance(out, tuple) else attn_out
+
             handles.append(h.attn(l).register_forward_hook(post))
         yield h
     finally:
@@ -344,6 +382,7 @@ def zero(mask: torch.Tensor) -> Edit:
     def edit(view: HeadView):
         m = _per_row(mask, view.layer, view.z)
         return None if not m.any() else view.z.masked_fill(m, 0.0)
+
     return edit
 
 
@@ -353,6 +392,7 @@ def scale(factors: torch.Tensor) -> Edit:
 
     def edit(view: HeadView):
         return view.z * _per_row(factors, view.layer, view.z).to(view.z.dtype)
+
     return edit
 
 
@@ -366,6 +406,7 @@ def replace(new_z: dict[int, torch.Tensor], mask: torch.Tensor) -> Edit:
         if not m.any():
             return None
         return torch.where(m, new_z[view.layer].to(view.z), view.z)
+
     return edit
 
 
@@ -379,5 +420,6 @@ def zero_where(select: Callable[[HeadView], torch.Tensor]) -> Edit:
         m = select(view).to(torch.bool)  # [batch, head]
         zeroed[view.layer] = m.detach().cpu()
         return view.z.masked_fill(m[:, None, :, None], 0.0)
+
     edit.zeroed = zeroed  # type: ignore[attr-defined]
     return edit

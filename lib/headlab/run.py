@@ -9,6 +9,7 @@ A failed notebook leaves its stored copy and figures untouched (the failed execu
 as ``figures/<paper>/<profile>/<name>.failed.ipynb`` to read the traceback); the runner goes on
 with the next one and exits non-zero at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,9 @@ def check_params(name: str, params: dict):
         raise ProfileError(f"{name}: its parameters cell has no {unknown}; it declares {sorted(declared)}")
 
 
-def run_one(name: str, profile: str, params: dict | None = None, figures_root: Path = FIGURES_DIR) -> tuple[bool, float, str]:
+def run_one(
+    name: str, profile: str, params: dict | None = None, figures_root: Path = FIGURES_DIR
+) -> tuple[bool, float, str]:
     import papermill as pm
 
     nb = NOTEBOOKS[name]
@@ -99,8 +102,15 @@ def run_one(name: str, profile: str, params: dict | None = None, figures_root: P
     os.close(fd)
     t0 = time.time()
     try:
-        pm.execute_notebook(str(src), tmp, parameters={"profile": profile, **(params or {})}, kernel_name=KERNEL,
-                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+        pm.execute_notebook(
+            str(src),
+            tmp,
+            parameters={"profile": profile, **(params or {})},
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+            log_output=False,
+        )
     except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
         failed = fig_dir / f"{name}.failed.ipynb"
         os.replace(tmp, failed)

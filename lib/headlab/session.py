@@ -1,9 +1,10 @@
 """The first and last code cells of every notebook: determinism, style, timing, versions.
 
-    S = session.start(P)          # seeds, threads, plot style, device; starts the section timer
-    with S.section("fig4"): ...   # wall time per section, reported by the footer
-    S.footer()                    # versions, device, wall time per section
+S = session.start(P)          # seeds, threads, plot style, device; starts the section timer
+with S.section("fig4"): ...   # wall time per section, reported by the footer
+S.footer()                    # versions, device, wall time per section
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,11 +44,17 @@ class Session:
 
         from . import __version__
 
-        dev = torch.cuda.get_device_name(0) if self.device.type == "cuda" else f"CPU ({platform.machine()}, {self.threads} threads)"
-        lines = [f"headlab {__version__} | profile {self.P.profile} | device {dev}",
-                 f"python {platform.python_version()} | torch {torch.__version__} | transformers {transformers.__version__} | "
-                 f"numpy {numpy.__version__} | pandas {pandas.__version__} | matplotlib {matplotlib.__version__}",
-                 f"total wall time {time.time() - self.t0:.0f} s"]
+        dev = (
+            torch.cuda.get_device_name(0)
+            if self.device.type == "cuda"
+            else f"CPU ({platform.machine()}, {self.threads} threads)"
+        )
+        lines = [
+            f"headlab {__version__} | profile {self.P.profile} | device {dev}",
+            f"python {platform.python_version()} | torch {torch.__version__} | transformers {transformers.__version__} | "
+            f"numpy {numpy.__version__} | pandas {pandas.__version__} | matplotlib {matplotlib.__version__}",
+            f"total wall time {time.time() - self.t0:.0f} s",
+        ]
         lines += [f"  {k:<28} {v:6.1f} s" for k, v in self.times.items()]
         return "\n".join(lines)
 

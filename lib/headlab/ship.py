@@ -10,6 +10,7 @@ there (the machine keeps ignored files between calls while it stays warm):
 
 Every part and the whole file are sha256-checked; a missing or damaged part is named in the error.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,13 @@ def pack(name: str, src: Path | None = None, max_bytes: int = 32 * MiB, ship_dir
             os.replace(tmp, part)
             parts.append({"file": part.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
     manifest = ship_dir / f"{name}.json"
-    manifest.write_text(json.dumps({"name": name, "file": src.name, "bytes": src.stat().st_size,
-                                    "sha256": _sha256(src), "parts": parts}, indent=1) + "\n")
+    manifest.write_text(
+        json.dumps(
+            {"name": name, "file": src.name, "bytes": src.stat().st_size, "sha256": _sha256(src), "parts": parts},
+            indent=1,
+        )
+        + "\n"
+    )
     return manifest
 
 
@@ -62,8 +68,10 @@ def unpack(ship_dir: Path = SHIP_DIR, dest_dir: Path = CACHE_DIR / "gguf") -> li
     """Reassemble every manifest's file in ``dest_dir`` (checked part by part, then whole)."""
     manifests = sorted(Path(ship_dir).glob("*.json"))
     if not manifests:
-        raise ShipError(f"no manifest in {ship_dir}: run `python -m headlab ship pack NAME` where the model is, "
-                        "and carry the .json with the first part")
+        raise ShipError(
+            f"no manifest in {ship_dir}: run `python -m headlab ship pack NAME` where the model is, "
+            "and carry the .json with the first part"
+        )
     out = []
     for mf in manifests:
         m = json.loads(mf.read_text())
@@ -73,7 +81,9 @@ def unpack(ship_dir: Path = SHIP_DIR, dest_dir: Path = CACHE_DIR / "gguf") -> li
             continue
         missing = [p["file"] for p in m["parts"] if not (mf.parent / p["file"]).exists()]
         if missing:
-            raise ShipError(f"{m['name']}: {len(missing)} of {len(m['parts'])} parts have not arrived: {', '.join(missing)}")
+            raise ShipError(
+                f"{m['name']}: {len(missing)} of {len(m['parts'])} parts have not arrived: {', '.join(missing)}"
+            )
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
         h = hashlib.sha256()

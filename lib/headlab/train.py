@@ -7,14 +7,15 @@ callback, and a tqdm bar. Returns the log as a list of dicts (one per eval) for 
 Threads: on a 2-core machine PyTorch's default intra-op pool already uses both cores;
 ``set_threads`` pins it explicitly so runs are reproducible (see ``python -m headlab bench``).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -68,15 +69,24 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig, extra_params=()):
     for _n, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 and "embed" not in _n else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": tc.weight_decay},
-              {"params": no_decay + list(extra_params), "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": tc.weight_decay},
+        {"params": no_decay + list(extra_params), "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=tc.lr, betas=tc.betas)
 
 
-def train(model: torch.nn.Module, get_batch: Callable[[int], tuple], tc: TrainConfig,
-          loss_fn: Callable | None = None, eval_fn: Callable[[torch.nn.Module], dict] | None = None,
-          on_checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
-          progress: bool = True, desc: str = "train", start_step: int = 0) -> list[dict]:
+def train(
+    model: torch.nn.Module,
+    get_batch: Callable[[int], tuple],
+    tc: TrainConfig,
+    loss_fn: Callable | None = None,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    on_checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    start_step: int = 0,
+) -> list[dict]:
     """Train ``model`` in place.
 
     ``get_batch(step) -> (x, y)``; ``loss_fn(model, x, y) -> (loss, extra_metrics_dict)`` defaults

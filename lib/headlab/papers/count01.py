@@ -19,6 +19,7 @@ The model is a one-layer attention-only :class:`headlab.nn.HeadlabLM` without po
 without a final norm, so the logits at the decision position are exactly
 ``W_U (r + sum_h o_h)`` with ``r`` the token embedding and ``o_h = W_O[:, h] z_h`` head h's output.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,6 +34,12 @@ import torch.nn.functional as F
 from .. import heads as hl
 from ..nn import Config, HeadlabLM
 from ..train import TrainConfig, train
+
+
+def _tensor(a) -> torch.Tensor:
+    """A numpy array as a contiguous CPU tensor (no copy when already contiguous)."""
+    return torch.from_numpy(np.ascontiguousarray(a))
+
 
 # -- vocabulary ----------------------------------------------------------------------------------
 ZERO, ONE, TWO, BOS, EOS, PAD = range(6)
@@ -79,10 +86,14 @@ class Batch:
     def __len__(self):
         return len(self.y)
 
-    def subset(self, mask) -> "Batch":
+    def subset(self, mask) -> Batch:
         m = torch.as_tensor(mask, dtype=torch.bool)
-        return Batch(*(None if t is None else t[m] for t in
-                       (self.ids, self.pos, self.y, self.n0, self.n1, self.n2, self.targets)))
+        return Batch(
+            *(
+                None if t is None else t[m]
+                for t in (self.ids, self.pos, self.y, self.n0, self.n1, self.n2, self.targets)
+            )
+        )
 
     @property
     def near_tie(self) -> torch.Tensor:
@@ -105,7 +116,7 @@ def sample_strings(rng: np.random.Generator, n: int, spec: TaskSpec) -> Batch:
     ids = np.full((n, T), PAD, dtype=np.int64)
     ids[:, 0] = BOS
     valid = np.arange(spec.l_max)[None] < L[:, None]
-    ids[:, 1:spec.l_max + 1] = np.where(valid, d, PAD)
+    ids[:, 1 : spec.l_max + 1] = np.where(valid, d, PAD)
     n0 = ((d == ZERO) & valid).sum(1)
     n1 = ((d == ONE) & valid).sum(1)
     n2 = ((d == TWO) & valid).sum(1)
@@ -123,8 +134,15 @@ def sample_strings(rng: np.random.Generator, n: int, spec: TaskSpec) -> Batch:
             lm = np.arange(T - 1)[None] <= L[:, None]
             targets[:, :-1] = np.where(lm, nxt, -100)
             targets[np.arange(n), pos] = y
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-    return Batch(t(ids), t(pos), t(y), t(n0), t(n1), t(n2), None if targets is None else t(targets))
+    return Batch(
+        _tensor(ids),
+        _tensor(pos),
+        _tensor(y),
+        _tensor(n0),
+        _tensor(n1),
+        _tensor(n2),
+        None if targets is None else _tensor(targets),
+    )
 
 
 def sample_sentences_B(rng: np.random.Generator, n: int, spec: TaskSpec) -> Batch:
@@ -135,27 +153,34 @@ def sample_sentences_B(rng: np.random.Generator, n: int, spec: TaskSpec) -> Batc
     T = spec.seq_len
     d = _digits(rng, n, spec.l_max + 1, spec.noise)
     stop_u = rng.random((n, spec.l_max))
-    diff = np.cumsum((d[:, :spec.l_max] == ONE).astype(int) - (d[:, :spec.l_max] == ZERO), axis=1)
+    diff = np.cumsum((d[:, : spec.l_max] == ONE).astype(int) - (d[:, : spec.l_max] == ZERO), axis=1)
     can_end = diff > 0  # prefix of length t+1 is in L
     ends = can_end & (stop_u < spec.end_prob)
-    ends[:, :spec.l_min - 1] = False
+    ends[:, : spec.l_min - 1] = False
     has_end = ends.any(1)
     L = np.where(has_end, ends.argmax(1) + 1, spec.l_max)  # number of digits
     ids = np.full((n, T), PAD, dtype=np.int64)
     ids[:, 0] = BOS
     valid = np.arange(spec.l_max)[None] < L[:, None]
-    ids[:, 1:spec.l_max + 1] = np.where(valid, d[:, :spec.l_max], PAD)
+    ids[:, 1 : spec.l_max + 1] = np.where(valid, d[:, : spec.l_max], PAD)
     ids[np.arange(n)[has_end], L[has_end] + 1] = EOS
     targets = np.full((n, T), -100, dtype=np.int64)
     lm = np.arange(T - 1)[None] <= L[:, None]  # positions 0..L predict the next token
     targets[:, :-1] = np.where(lm, ids[:, 1:], -100)
     cut = ~has_end  # truncated sentences: the next token is the generator's next digit
     targets[np.arange(n)[cut], L[cut]] = d[cut, spec.l_max]
-    n0 = ((d[:, :spec.l_max] == ZERO) & valid).sum(1)
-    n1 = ((d[:, :spec.l_max] == ONE) & valid).sum(1)
-    n2 = ((d[:, :spec.l_max] == TWO) & valid).sum(1)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-    return Batch(t(ids), t(L), t((n1 > n0).astype(np.int64)), t(n0), t(n1), t(n2), t(targets))
+    n0 = ((d[:, : spec.l_max] == ZERO) & valid).sum(1)
+    n1 = ((d[:, : spec.l_max] == ONE) & valid).sum(1)
+    n2 = ((d[:, : spec.l_max] == TWO) & valid).sum(1)
+    return Batch(
+        _tensor(ids),
+        _tensor(L),
+        _tensor((n1 > n0).astype(np.int64)),
+        _tensor(n0),
+        _tensor(n1),
+        _tensor(n2),
+        _tensor(targets),
+    )
 
 
 def train_batch(rng: np.random.Generator, n: int, spec: TaskSpec) -> Batch:
@@ -189,9 +214,13 @@ def test_set(spec: TaskSpec, n: int, seed: int) -> Batch:
 
 def describe(b: Batch) -> dict:
     """Class balance and tie statistics of a set."""
-    return {"n": len(b), "positive_rate": b.y.float().mean().item(),
-            "tie_rate": (b.n1 == b.n0).float().mean().item(), "near_tie_rate": b.near_tie.float().mean().item(),
-            "mean_length": (b.n0 + b.n1 + b.n2).float().mean().item()}
+    return {
+        "n": len(b),
+        "positive_rate": b.y.float().mean().item(),
+        "tie_rate": (b.n1 == b.n0).float().mean().item(),
+        "near_tie_rate": b.near_tie.float().mean().item(),
+        "mean_length": (b.n0 + b.n1 + b.n2).float().mean().item(),
+    }
 
 
 def render(ids: torch.Tensor) -> str:
@@ -203,8 +232,18 @@ def make_model(n_heads: int, spec: TaskSpec, d_model: int = 32, pos_emb: str = "
     """One layer, attention only, ``n_heads`` heads of size d_model / n_heads, no final norm, untied
     unembedding: the logits are exactly linear in the per-head outputs."""
     torch.manual_seed(seed)
-    cfg = Config(vocab_size=VOCAB, d_model=d_model, n_layers=1, n_heads=n_heads, pos_emb=pos_emb, attn_only=True,
-                 final_norm=False, tie_embeddings=False, max_seq_len=spec.seq_len, attn_impl="sdpa")
+    cfg = Config(
+        vocab_size=VOCAB,
+        d_model=d_model,
+        n_layers=1,
+        n_heads=n_heads,
+        pos_emb=pos_emb,
+        attn_only=True,
+        final_norm=False,
+        tie_embeddings=False,
+        max_seq_len=spec.seq_len,
+        attn_impl="sdpa",
+    )
     return HeadlabLM(cfg)
 
 
@@ -220,7 +259,9 @@ def loss(model: HeadlabLM, b: Batch, spec: TaskSpec) -> torch.Tensor:
         logits = model(b.ids).logits
         dec = torch.zeros_like(b.targets, dtype=torch.bool)
         dec[torch.arange(len(b)), b.pos] = True
-        ce = F.cross_entropy(logits.flatten(0, 1), b.targets.flatten(), ignore_index=-100, reduction="none").view_as(b.targets.float())
+        ce = F.cross_entropy(logits.flatten(0, 1), b.targets.flatten(), ignore_index=-100, reduction="none").view_as(
+            b.targets.float()
+        )
         lm_mask = (b.targets != -100) & ~dec
         return ce[dec].mean() + spec.lm_weight * ce[lm_mask].mean()
     if spec.b_targets == "sampled":
@@ -278,8 +319,11 @@ def evaluate(model: HeadlabLM, b: Batch, spec: TaskSpec) -> dict:
             dec_loss = F.binary_cross_entropy(p_eos, b.y.float() * q).item()
         else:
             dec_loss = F.cross_entropy(logits, b.y).item()
-    return {"test_loss": dec_loss, "test_acc": ok.float().mean().item(),
-            "near_tie_acc": ok[b.near_tie].float().mean().item()}
+    return {
+        "test_loss": dec_loss,
+        "test_acc": ok.float().mean().item(),
+        "near_tie_acc": ok[b.near_tie].float().mean().item(),
+    }
 
 
 def train_run(spec: TaskSpec, run: RunSpec, test: Batch | None = None, progress: bool = False) -> dict:
@@ -291,14 +335,35 @@ def train_run(spec: TaskSpec, run: RunSpec, test: Batch | None = None, progress:
     model = make_model(run.n_heads, spec, run.d_model, seed=run.seed)
     rng = np.random.default_rng(run.seed)
     test = test if test is not None else test_set(spec, run.n_eval, run.seed + 10_000)
-    tc = TrainConfig(steps=run.steps, lr=run.lr, min_lr_ratio=run.min_lr_ratio, warmup=0, weight_decay=0.0,
-                     betas=(0.9, 0.999), grad_clip=run.grad_clip, eval_every=run.eval_every, seed=run.seed)
+    tc = TrainConfig(
+        steps=run.steps,
+        lr=run.lr,
+        min_lr_ratio=run.min_lr_ratio,
+        warmup=0,
+        weight_decay=0.0,
+        betas=(0.9, 0.999),
+        grad_clip=run.grad_clip,
+        eval_every=run.eval_every,
+        seed=run.seed,
+    )
     t0, c0 = time.time(), time.process_time()
-    log = train(model, lambda step: (train_batch(rng, run.batch, spec), None), tc,
-                loss_fn=lambda m, b, _y: (loss(m, b, spec), {}), eval_fn=lambda m: evaluate(m, test, spec),
-                progress=progress, desc=f"H={run.n_heads} seed={run.seed}")
-    return {"spec": asdict(spec), "run": asdict(run), "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
-            "log": log, "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0}
+    log = train(
+        model,
+        lambda step: (train_batch(rng, run.batch, spec), None),
+        tc,
+        loss_fn=lambda m, b, _y: (loss(m, b, spec), {}),
+        eval_fn=lambda m: evaluate(m, test, spec),
+        progress=progress,
+        desc=f"H={run.n_heads} seed={run.seed}",
+    )
+    return {
+        "spec": asdict(spec),
+        "run": asdict(run),
+        "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+        "log": log,
+        "seconds": time.time() - t0,
+        "cpu_seconds": time.process_time() - c0,
+    }
 
 
 def _cache_path(cache_dir, spec: TaskSpec, run: RunSpec):
@@ -412,8 +477,7 @@ def decompose(model: HeadlabLM, b: Batch, spec: TaskSpec, dtype=torch.float64) -
         ld = logits[:, ONE] - logits[:, ZERO]
     err = (ld - base - d.sum(1)).abs().max().item()
     row = cache.pattern[0][ar, :, b.pos]  # [n, H, T]
-    f = lambda t: t.float()
-    return Decomp(f(logits), f(r), f(o), f(d), f(base), f(row), err, (logits - recon).abs().max().item())
+    return Decomp(*(t.float() for t in (logits, r, o, d, base, row)), err, (logits - recon).abs().max().item())
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -432,7 +496,7 @@ def roc_auc(score, y) -> float:
         j = i
         while j + 1 < len(s) and ss[j + 1] == ss[i]:
             j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1
+        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1
         i = j + 1
     return float((ranks[y].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
@@ -471,27 +535,31 @@ def head_metrics(dec: Decomp, model: HeadlabLM, b: Batch, spec: TaskSpec) -> lis
         alone = (dec.r + dec.o[:, h]) @ W_U.T
         scaled = (dec.r + H * dec.o[:, h]) @ W_U.T
         row = dec.row[:, h]
-        def per_tok(m):
+
+        def per_tok(m, row=row):  # called within this iteration only
             m = m[:, 0]
             cnt = m.sum(1)
             return torch.where(cnt > 0, (row * m).sum(1) / cnt.clamp(min=1), torch.nan)
+
         a0, a1, a2 = per_tok(is0), per_tok(is1), per_tok(is2)
-        rows.append({
-            "head": h,
-            "l_acc": correct(alone, y, spec).float().mean().item(),
-            "l_syntax": predict(alone, spec)["valid"].float().mean().item(),
-            "l_acc_xH": correct(scaled, y, spec).float().mean().item(),
-            "auc": roc_auc(dec.d[:, h].numpy(), y.numpy()),
-            "s_acc": best_threshold_acc(dec.d[:, h].numpy(), y.numpy()),
-            "w01": float(np.nanmedian((a1 / a0).numpy())),
-            "w02": float(np.nanmedian((a2 / a0).numpy())),
-            "bos_mass": (row * (ids == BOS)).sum(1).mean().item(),
-            "self_mass": (row * self_mask).sum(1).mean().item(),
-            "mass_0": (row * is0[:, 0]).sum(1).mean().item(),
-            "mass_1": (row * is1[:, 0]).sum(1).mean().item(),
-            "mass_2": (row * is2[:, 0]).sum(1).mean().item(),
-            "d_std": dec.d[:, h].std().item(),
-        })
+        rows.append(
+            {
+                "head": h,
+                "l_acc": correct(alone, y, spec).float().mean().item(),
+                "l_syntax": predict(alone, spec)["valid"].float().mean().item(),
+                "l_acc_xH": correct(scaled, y, spec).float().mean().item(),
+                "auc": roc_auc(dec.d[:, h].numpy(), y.numpy()),
+                "s_acc": best_threshold_acc(dec.d[:, h].numpy(), y.numpy()),
+                "w01": float(np.nanmedian((a1 / a0).numpy())),
+                "w02": float(np.nanmedian((a2 / a0).numpy())),
+                "bos_mass": (row * (ids == BOS)).sum(1).mean().item(),
+                "self_mass": (row * self_mask).sum(1).mean().item(),
+                "mass_0": (row * is0[:, 0]).sum(1).mean().item(),
+                "mass_1": (row * is1[:, 0]).sum(1).mean().item(),
+                "mass_2": (row * is2[:, 0]).sum(1).mean().item(),
+                "d_std": dec.d[:, h].std().item(),
+            }
+        )
     return rows
 
 
@@ -550,9 +618,11 @@ def edit_row(row: torch.Tensor, ids: torch.Tensor, kind: str, f0: float = 1.0, f
     if kind == "zero2":
         w = w.masked_fill(is2, 0.0)
     elif kind == "balance01":
-        def per_tok(m):
+
+        def per_tok(m, row=row):  # called within this iteration only
             cnt = m.sum(-1)
             return (w * m).sum(-1) / cnt.clamp(min=1), cnt > 0
+
         a0, has0 = per_tok(is0)
         a1, has1 = per_tok(is1)
         k = (a0 * has0 + a1 * has1) / (has0.float() + has1.float()).clamp(min=1)
@@ -566,8 +636,9 @@ def edit_row(row: torch.Tensor, ids: torch.Tensor, kind: str, f0: float = 1.0, f
     return w / w.sum(-1, keepdim=True).clamp(min=1e-30)
 
 
-def intervene_logits(model: HeadlabLM, b: Batch, kind: str, f0: float = 1.0, f1: float = 1.0,
-                     heads_mask=None) -> torch.Tensor:
+def intervene_logits(
+    model: HeadlabLM, b: Batch, kind: str, f0: float = 1.0, f1: float = 1.0, heads_mask=None
+) -> torch.Tensor:
     """Decision logits after editing every head's (or ``heads_mask``'s) attention row at the decision
     position: z = edited weights @ the unchanged values, through headlab.heads.intervene."""
     model.set_attn_implementation("eager")
@@ -594,16 +665,24 @@ def interventions(model: HeadlabLM, b: Batch, spec: TaskSpec, scales=((1, 2), (2
     """Accuracy after each edit, and (for scale) agreement of the predictions with the rule
     f1*n1 > f0*n0 (the rule the edited counts would imply)."""
     rows = []
-    for kind, f0, f1 in [("none", 1, 1), ("zero2", 1, 1), ("balance01", 1, 1), ("uniform", 1, 1)] + \
-                        [("scale", f0, f1) for f0, f1 in scales]:
+    for kind, f0, f1 in [("none", 1, 1), ("zero2", 1, 1), ("balance01", 1, 1), ("uniform", 1, 1)] + [
+        ("scale", f0, f1) for f0, f1 in scales
+    ]:
         lg = intervene_logits(model, b, kind, f0, f1)
         pred = predict(lg, spec)
         rule = (f1 * b.n1 > f0 * b.n0).long()
         name = kind if kind != "scale" else f"scale f0={f0:g} f1={f1:g}"
-        rows.append({"edit": name, "kind": kind, "f0": f0, "f1": f1,
-                     "acc": correct(lg, b.y, spec).float().mean().item(),
-                     "rule_agreement": ((pred["label"] == rule) & pred["valid"]).float().mean().item(),
-                     "syntax": pred["valid"].float().mean().item()})
+        rows.append(
+            {
+                "edit": name,
+                "kind": kind,
+                "f0": f0,
+                "f1": f1,
+                "acc": correct(lg, b.y, spec).float().mean().item(),
+                "rule_agreement": ((pred["label"] == rule) & pred["valid"]).float().mean().item(),
+                "syntax": pred["valid"].float().mean().item(),
+            }
+        )
     return rows
 
 
@@ -650,17 +729,17 @@ def count_grid_set(spec: TaskSpec, per_cell: int, seed: int) -> Batch:
     ids[:, 0] = BOS
     L = np.array([len(x) for x in rows])
     for i, x in enumerate(rows):
-        ids[i, 1:len(x) + 1] = x
+        ids[i, 1 : len(x) + 1] = x
     if spec.variant != "B":
         ids[np.arange(n), L + 1] = EOS
     pos = L if spec.variant == "B" else L + 1
-    cnt = lambda v: np.array([(x == v).sum() for x in rows])
-    n0, n1, n2 = cnt(ZERO), cnt(ONE), cnt(TWO)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-    return Batch(t(ids), t(pos), t((n1 > n0).astype(np.int64)), t(n0), t(n1), t(n2))
+    n0, n1, n2 = (np.array([(x == v).sum() for x in rows]) for v in (ZERO, ONE, TWO))
+    return Batch(_tensor(ids), _tensor(pos), _tensor((n1 > n0).astype(np.int64)), _tensor(n0), _tensor(n1), _tensor(n2))
 
 
-def rule_map(model: HeadlabLM, g: Batch, spec: TaskSpec, edits=(("none", 1, 1), ("scale", 1, 2), ("scale", 2, 1))) -> list[dict]:
+def rule_map(
+    model: HeadlabLM, g: Batch, spec: TaskSpec, edits=(("none", 1, 1), ("scale", 1, 2), ("scale", 2, 1))
+) -> list[dict]:
     """Fraction of strings predicted positive in every (n0, n1) cell, for each attention edit."""
     rows = []
     for kind, f0, f1 in edits:
@@ -668,8 +747,17 @@ def rule_map(model: HeadlabLM, g: Batch, spec: TaskSpec, edits=(("none", 1, 1), 
         key = g.n0 * 1000 + g.n1
         for k in torch.unique(key).tolist():
             m = key == k
-            rows.append({"edit": kind if kind != "scale" else f"scale f0={f0:g} f1={f1:g}", "f0": f0, "f1": f1,
-                         "n0": k // 1000, "n1": k % 1000, "p_positive": lab[m].mean().item(), "n": int(m.sum())})
+            rows.append(
+                {
+                    "edit": kind if kind != "scale" else f"scale f0={f0:g} f1={f1:g}",
+                    "f0": f0,
+                    "f1": f1,
+                    "n0": k // 1000,
+                    "n1": k % 1000,
+                    "p_positive": lab[m].mean().item(),
+                    "n": int(m.sum()),
+                }
+            )
     return rows
 
 
@@ -678,7 +766,9 @@ COUNTING_AUC = 0.95  # a head "counts" when its AUC is at least this
 NONCOUNTING_AUC = 0.9
 
 
-def analyse(res: dict, test: Batch, fit: Batch, grid: Batch | None = None, scales=((1, 2), (2, 1), (1, 3), (3, 1))) -> dict:
+def analyse(
+    res: dict, test: Batch, fit: Batch, grid: Batch | None = None, scales=((1, 2), (2, 1), (1, 3), (3, 1))
+) -> dict:
     """Everything the notebook reports for one trained run (pass the test/fit/grid sets of its spec)."""
     spec, run = TaskSpec(**res["spec"]), RunSpec(**res["run"])
     model = load_run(res)
@@ -689,10 +779,15 @@ def analyse(res: dict, test: Batch, fit: Batch, grid: Batch | None = None, scale
     hm = [{**tags, **r} for r in head_metrics(dec, model, test, spec)]
     out = {
         "tags": tags,
-        "summary": {**tags, "acc": ok.float().mean().item(), "near_tie_acc": ok[test.near_tie].float().mean().item(),
-                    "decomp_err": dec.max_err, "logit_err": dec.max_logit_err,
-                    "decomp_err32": decompose(model, test, spec, dtype=torch.float32).max_err,
-                    **aggregation(dec, model, test, spec, dec_fit, fit)},
+        "summary": {
+            **tags,
+            "acc": ok.float().mean().item(),
+            "near_tie_acc": ok[test.near_tie].float().mean().item(),
+            "decomp_err": dec.max_err,
+            "logit_err": dec.max_logit_err,
+            "decomp_err32": decompose(model, test, spec, dtype=torch.float32).max_err,
+            **aggregation(dec, model, test, spec, dec_fit, fit),
+        },
         "heads": hm,
         "interventions": [{**tags, **r} for r in interventions(model, test, spec, scales)],
         "log": [{**tags, **r} for r in res["log"]],

@@ -14,8 +14,10 @@ vocabulary-level uniform rescaling multiplies them by 200-7000x, so K8 is judged
 
 Entry point: ``build(folder, profile) -> Claims`` (no model, no torch).
 """
+
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -35,28 +37,53 @@ PILOT = "pilot of this reconstruction (notes §5/§8), not the paper"
 
 # ------------------------------------------------------------------------------------- the paper's numbers
 PUB = {
-    "K1": Published("qualitative: small 1-layer attention-only transformers are trained on Count01", SUMMARY,
-                    "pilot: acc 1.000 in 10/12 runs, near-tie acc ≥ 0.957"),
+    "K1": Published(
+        "qualitative: small 1-layer attention-only transformers are trained on Count01",
+        SUMMARY,
+        "pilot: acc 1.000 in 10/12 runs, near-tie acc ≥ 0.957",
+    ),
     "K2": Published("max error 1.5e-5 (< 1e-4)", PILOT),
-    "K3": Published("qualitative: on the semantics of counting the heads form a pseudo-ensemble", ABSTRACT,
-                    "pilot: 67-79% of heads count (AUC ≥ 0.95) at H ≥ 2"),
-    "K4": Published("gap 0.000, 0.031, 0.112, 0.184 (H=1,2,4,8)", PILOT,
-                    "'grows with H' is the pilot's inference, not a quoted claim of the paper"),
-    "K5": Published("qualitative: counting heads balance w01 and suppress w02", SUMMARY,
-                    "pilot: w02 ≤ 0.42; w01 0.82-1.16, one outlier 2.5"),
-    "K6": Published("10 of 42 heads non-counting, all look different (EOS/self mass up to 0.99, or w01/w02 of 6-270)",
-                    PILOT),
-    "K7": Published("qualitative: performance largely aligns with a linear combination of head outputs", SUMMARY,
-                    "pilot: logistic regression = model (1.000) in every run"),
-    "K8": Published("qualitative: head outputs must be aggregated non-uniformly", ABSTRACT,
-                    "pilot: vocabulary-level uniform 0.57-1.0 (H=8: 0.80, 0.57, 0.77)"),
-    "K8b": Published("qualitative: non-uniform aggregation is needed to conform to the syntax (ending the sentence)",
-                     ABSTRACT, "format B (EOS membership) is our reconstruction of the syntax task"),
+    "K3": Published(
+        "qualitative: on the semantics of counting the heads form a pseudo-ensemble",
+        ABSTRACT,
+        "pilot: 67-79% of heads count (AUC ≥ 0.95) at H ≥ 2",
+    ),
+    "K4": Published(
+        "gap 0.000, 0.031, 0.112, 0.184 (H=1,2,4,8)",
+        PILOT,
+        "'grows with H' is the pilot's inference, not a quoted claim of the paper",
+    ),
+    "K5": Published(
+        "qualitative: counting heads balance w01 and suppress w02",
+        SUMMARY,
+        "pilot: w02 ≤ 0.42; w01 0.82-1.16, one outlier 2.5",
+    ),
+    "K6": Published(
+        "10 of 42 heads non-counting, all look different (EOS/self mass up to 0.99, or w01/w02 of 6-270)", PILOT
+    ),
+    "K7": Published(
+        "qualitative: performance largely aligns with a linear combination of head outputs",
+        SUMMARY,
+        "pilot: logistic regression = model (1.000) in every run",
+    ),
+    "K8": Published(
+        "qualitative: head outputs must be aggregated non-uniformly",
+        ABSTRACT,
+        "pilot: vocabulary-level uniform 0.57-1.0 (H=8: 0.80, 0.57, 0.77)",
+    ),
+    "K8b": Published(
+        "qualitative: non-uniform aggregation is needed to conform to the syntax (ending the sentence)",
+        ABSTRACT,
+        "format B (EOS membership) is our reconstruction of the syntax task",
+    ),
     "K9": Published("zero2 acc ≥ 0.986", PILOT),
     "K10": Published("balance01 acc 0.93-1.0", PILOT),
     "K11": Published("rule agreement 1.000 (H=1,4,8)", PILOT, "the pilot's accuracy band 0.61-0.79 is not a criterion"),
-    "K12": Published("H=1: 1 of 3 seeds plateaus (seed 1, to ~step 900 at batch 256)", PILOT,
-                     "the paper's training-dynamics claim is known only from secondary summaries"),
+    "K12": Published(
+        "H=1: 1 of 3 seeds plateaus (seed 1, to ~step 900 at batch 256)",
+        PILOT,
+        "the paper's training-dynamics claim is known only from secondary summaries",
+    ),
 }
 
 
@@ -80,10 +107,21 @@ def all_of(parts: dict[str, Evidence], rule: str) -> Evidence:
     else:
         verdict = "reproduced" if all(v == "reproduced" for v in vs) else "inconclusive"
         name, key = min(parts.items(), key=lambda kv: abs(kv[1].margin) if math.isfinite(kv[1].margin) else -1.0)
-    note = "; ".join(f"{k}: {e.verdict} ({_f(e.estimate)} [{_f(e.ci_low)}, {_f(e.ci_high)}], n={e.n})"
-                     for k, e in parts.items())
-    return Evidence(f"{key.statistic} [{name}]", key.estimate, key.ci_low, key.ci_high, key.n, key.unit, rule,
-                    verdict, key.margin, note)
+    note = "; ".join(
+        f"{k}: {e.verdict} ({_f(e.estimate)} [{_f(e.ci_low)}, {_f(e.ci_high)}], n={e.n})" for k, e in parts.items()
+    )
+    return Evidence(
+        f"{key.statistic} [{name}]",
+        key.estimate,
+        key.ci_low,
+        key.ci_high,
+        key.n,
+        key.unit,
+        rule,
+        verdict,
+        key.margin,
+        note,
+    )
 
 
 def diff_interval(a, b, level: float = 0.95):
@@ -102,7 +140,7 @@ def diff_interval(a, b, level: float = 0.95):
     se = math.sqrt(va + vb)
     if se == 0:
         return est, est, est, n
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     h = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return est, est - h, est + h, n
 
@@ -150,8 +188,15 @@ def frames(folder: Path, profile: str) -> dict:
     dyn = read(folder, "fig8_dynamics")
     plat = dyn.groupby(["variant", "H", "seed"], as_index=False)[["plateau_steps", "steps_to_95", "final_acc"]].first()
     table1 = read(folder, "table1_summary") if (folder / "table1_summary.csv").exists() else None
-    return {"models": models, "heads": heads, "iv": read(folder, "fig5_interventions"), "plat": plat,
-            "table1": table1, "params": params(folder, profile), "have": have}
+    return {
+        "models": models,
+        "heads": heads,
+        "iv": read(folder, "fig5_interventions"),
+        "plat": plat,
+        "table1": table1,
+        "params": params(folder, profile),
+        "have": have,
+    }
 
 
 # --------------------------------------------------------------------------------------------------- claims
@@ -161,15 +206,22 @@ def k1(models: pd.DataFrame, table1=None):
     for H, g in models.groupby("H"):
         parts[f"H={H} acc"] = greater("mean test acc over seeds", seed_interval(g.acc), "seeds", 0.98)
         if "near_tie_acc" in g and g.near_tie_acc.notna().any():
-            parts[f"H={H} near-tie"] = greater("mean near-tie acc over seeds", seed_interval(g.near_tie_acc), "seeds", 0.95)
-    ev = all_of(parts, "every H: the 95% seed interval of mean test acc lies above 0.98 (and of near-tie acc above "
-                       "0.95 where saved); not reproduced if any lies at or below")
+            parts[f"H={H} near-tie"] = greater(
+                "mean near-tie acc over seeds", seed_interval(g.near_tie_acc), "seeds", 0.95
+            )
+    ev = all_of(
+        parts,
+        "every H: the 95% seed interval of mean test acc lies above 0.98 (and of near-tie acc above "
+        "0.95 where saved); not reproduced if any lies at or below",
+    )
     frac = models.groupby("H").acc.apply(lambda a: (a >= 0.98).mean()).min()
     ours = f"min acc {_f(models.acc.min())}; min over H of the share of seeds ≥ 0.98: {_f(frac, 2)}"
     if "near_tie_acc" in models and models.near_tie_acc.notna().any():
         ours += f"; min near-tie acc {_f(models.near_tie_acc.min())}"
     elif table1 is not None:
-        ours += f"; min near-tie acc {_f(table1.near_tie_acc_min.min())} (table 1; no per-seed near-tie CSV in this run)"
+        ours += (
+            f"; min near-tie acc {_f(table1.near_tie_acc_min.min())} (table 1; no per-seed near-tie CSV in this run)"
+        )
     return ev, ours
 
 
@@ -183,8 +235,11 @@ def k3(hA: pd.DataFrame):
     cnt = m[m.auc >= COUNTING_AUC]
     mins = cnt.groupby(["H", "seed"]).s_acc.min()
     parts["s-acc"] = greater("min s-acc of a model's counting heads", seed_interval(mins), "seeds", 0.9)
-    ev = all_of(parts, "every H ≥ 2: the seed interval of the per-model share of heads with AUC ≥ 0.95 lies above 0.6, "
-                       "and that of the min s-acc of counting heads above 0.9")
+    ev = all_of(
+        parts,
+        "every H ≥ 2: the seed interval of the per-model share of heads with AUC ≥ 0.95 lies above 0.6, "
+        "and that of the min s-acc of counting heads above 0.9",
+    )
     fr = m.groupby("H").auc.apply(lambda a: (a >= COUNTING_AUC).mean())
     ours = ", ".join(f"H={H}: {v:.2f}" for H, v in fr.items()) + f"; min s-acc {_f(cnt.s_acc.min())}"
     return ev, ours
@@ -202,30 +257,45 @@ def k4(hA: pd.DataFrame):
     """Gap ≥ 0.05 at every H ≥ 4, and growing with H (each step of H: difference > -0.01)."""
     g = gaps(hA)
     Hs = sorted(g.H.unique())
-    parts = {f"H={H} level": greater("mean s-acc - l-acc of counting heads", seed_interval(g[g.H == H].gap),
-                                     "seeds", 0.05) for H in Hs if H >= 4}
-    for a, b in zip(Hs, Hs[1:]):
-        parts[f"H={a}→{b} growth"] = greater("gap(H') - gap(H)", diff_interval(g[g.H == a].gap, g[g.H == b].gap),
-                                             "seeds", -0.01)
-    ev = all_of(parts, "reproduced if at every H ≥ 4 the seed interval of the gap lies above 0.05 and every step "
-                       "H→H' has its difference interval above -0.01; not reproduced if any lies wholly on the other side")
+    parts = {
+        f"H={H} level": greater("mean s-acc - l-acc of counting heads", seed_interval(g[g.H == H].gap), "seeds", 0.05)
+        for H in Hs
+        if H >= 4
+    }
+    for a, b in itertools.pairwise(Hs):
+        parts[f"H={a}→{b} growth"] = greater(
+            "gap(H') - gap(H)", diff_interval(g[g.H == a].gap, g[g.H == b].gap), "seeds", -0.01
+        )
+    ev = all_of(
+        parts,
+        "reproduced if at every H ≥ 4 the seed interval of the gap lies above 0.05 and every step "
+        "H→H' has its difference interval above -0.01; not reproduced if any lies wholly on the other side",
+    )
     ours = ", ".join(f"H={H}: {g[g.H == H].gap.mean():.3f}" for H in Hs)
     has, multi = g.n_inert > 0, g.H >= 2
-    split = (f"H ≥ 2 models with an inert head: gap {_ci(seed_interval(g[has & multi].gap))}; without: "
-             f"{_ci(seed_interval(g[~has & multi].gap))}; "
-             "without, per H: " + ", ".join(f"H={H} {g[~has & (g.H == H)].gap.mean():.3f} (n={int((~has & (g.H == H)).sum())})"
-                                           for H in Hs))
+    split = (
+        f"H ≥ 2 models with an inert head: gap {_ci(seed_interval(g[has & multi].gap))}; without: "
+        f"{_ci(seed_interval(g[~has & multi].gap))}; "
+        "without, per H: "
+        + ", ".join(f"H={H} {g[~has & (g.H == H)].gap.mean():.3f} (n={int((~has & (g.H == H)).sum())})" for H in Hs)
+    )
     return ev, ours, split
 
 
 def k5(hA: pd.DataFrame):
     cnt = hA[hA.auc >= COUNTING_AUC]
     ok = (cnt.w02 <= 0.5) & cnt.w01.between(0.75, 1.35)
-    ev = greater("share of counting heads with w02 ≤ 0.5 and 0.75 ≤ w01 ≤ 1.35", wilson(int(ok.sum()), len(ok)),
-                 "heads", 0.9, "reproduced if the Wilson interval of the share lies above 0.9 ('a few outliers'); "
-                              "not if it lies at or below")
-    ours = (f"{ok.mean():.2f} of {len(cnt)} counting heads; w01 {cnt.w01.min():.2f}..{cnt.w01.max():.2f}, "
-            f"w02 ≤ {cnt.w02.max():.2f}")
+    ev = greater(
+        "share of counting heads with w02 ≤ 0.5 and 0.75 ≤ w01 ≤ 1.35",
+        wilson(int(ok.sum()), len(ok)),
+        "heads",
+        0.9,
+        "reproduced if the Wilson interval of the share lies above 0.9 ('a few outliers'); not if it lies at or below",
+    )
+    ours = (
+        f"{ok.mean():.2f} of {len(cnt)} counting heads; w01 {cnt.w01.min():.2f}..{cnt.w01.max():.2f}, "
+        f"w02 ≤ {cnt.w02.max():.2f}"
+    )
     return ev, ours
 
 
@@ -238,17 +308,28 @@ def k6(hA: pd.DataFrame):
     other = (non.self_mass >= 0.3) | (non.w02 >= 2)
     literal = other | (non.w01 >= 1.5)
     symmetric = other | (np.abs(np.log(non.w01)) >= np.log(1.5))
-    rule = ("reproduced if the Wilson interval of the share of non-counting heads that look different lies above 0.8; "
-            "not if it lies at or below")
-    ev = greater("share of non-counting heads with self mass ≥ 0.3, w01 ≥ 1.5 or w02 ≥ 2 (literal)",
-                 wilson(int(literal.sum()), len(non)), "heads", 0.8, rule)
+    rule = (
+        "reproduced if the Wilson interval of the share of non-counting heads that look different lies above 0.8; "
+        "not if it lies at or below"
+    )
+    ev = greater(
+        "share of non-counting heads with self mass ≥ 0.3, w01 ≥ 1.5 or w02 ≥ 2 (literal)",
+        wilson(int(literal.sum()), len(non)),
+        "heads",
+        0.8,
+        rule,
+    )
     sym = greater("share (symmetric w01)", wilson(int(symmetric.sum()), len(non)), "heads", 0.8, rule)
     inert = inert_heads(hA)[non.index]
-    ours = (f"{len(non)} of {n_all} heads non-counting; literal: {int(literal.sum())} look different; "
-            f"symmetric: {int(symmetric.sum())}")
-    note = (f"symmetric reading (w01 ≥ 1.5 or ≤ 1/1.5): {sym.verdict}, {_ci(wilson(int(symmetric.sum()), len(non)), 2)}; "
-            f"{int(inert.sum())} of the {len(non)} non-counting heads are inert (d_std < 1% of their model's largest), "
-            f"mass on 0-tokens {non.mass_0.min():.2f}..{non.mass_0.max():.2f}")
+    ours = (
+        f"{len(non)} of {n_all} heads non-counting; literal: {int(literal.sum())} look different; "
+        f"symmetric: {int(symmetric.sum())}"
+    )
+    note = (
+        f"symmetric reading (w01 ≥ 1.5 or ≤ 1/1.5): {sym.verdict}, {_ci(wilson(int(symmetric.sum()), len(non)), 2)}; "
+        f"{int(inert.sum())} of the {len(non)} non-counting heads are inert (d_std < 1% of their model's largest), "
+        f"mass on 0-tokens {non.mass_0.min():.2f}..{non.mass_0.max():.2f}"
+    )
     return ev, ours, note, n_all
 
 
@@ -266,48 +347,80 @@ def k8(mA: pd.DataFrame, hA: pd.DataFrame):
     m["drop"] = m.uniform_vocab_acc < m.model_acc - 0.02
     big = m[m.H >= 4]
     clean = big[big.n_inert == 0]
-    rule = ("on H ≥ 4 models without an inert head: reproduced if the Wilson interval of the share whose vocabulary-"
-            "level uniform acc < model acc - 0.02 lies above 0.5; not if it lies at or below")
+    rule = (
+        "on H ≥ 4 models without an inert head: reproduced if the Wilson interval of the share whose vocabulary-"
+        "level uniform acc < model acc - 0.02 lies above 0.5; not if it lies at or below"
+    )
     stat = "share of H ≥ 4 models (no inert head) where uniform vocab-level acc drops > 0.02"
     if len(clean):
         ev = greater(stat, wilson(int(clean["drop"].sum()), len(clean)), "seeds", 0.5, rule)
     else:
-        ev = Evidence(stat, math.nan, math.nan, math.nan, 0, "seeds", rule, "inconclusive", math.nan,
-                      "every H ≥ 4 model has an inert head: no model to judge on")
+        ev = Evidence(
+            stat,
+            math.nan,
+            math.nan,
+            math.nan,
+            0,
+            "seeds",
+            rule,
+            "inconclusive",
+            math.nan,
+            "every H ≥ 4 model has an inert head: no model to judge on",
+        )
     all_big = wilson(int(big["drop"].sum()), len(big))
     c2 = m[(m.H >= 2) & (m.n_inert == 0)]
     v2 = greater("", wilson(int(c2["drop"].sum()), len(c2)), "seeds", 0.5).verdict if len(c2) else "untestable"
     score_ok = bool((mA.uniform_std_best_acc <= mA.model_acc + 1e-9).all())
-    ours = (f"H ≥ 4 without inert head: {int(clean['drop'].sum())}/{len(clean)} drop; all H ≥ 4: "
-            f"{int(big['drop'].sum())}/{len(big)} drop (vocab-level {_f(big.uniform_vocab_acc.min())}.."
-            f"{_f(big.uniform_vocab_acc.max())}); score-level ≤ model: {score_ok}")
-    note = (f"with inert heads kept, H ≥ 4: share {_ci(all_big, 2)}, would read "
-            f"{greater('', all_big, 'seeds', 0.5).verdict} (an artefact: the rescaling multiplies inert heads); "
-            f"H ≥ 2 without inert head: {int(c2['drop'].sum())}/{len(c2)} drop (would read {v2}), min uniform vocab-level acc "
-            f"{_f(c2.uniform_vocab_acc.min()) if len(c2) else 'nan'}; {int((m.H >= 4).sum() - len(clean))} of "
-            f"{int((m.H >= 4).sum())} H ≥ 4 models have an inert head (d_std < 1% of the model's largest)")
+    ours = (
+        f"H ≥ 4 without inert head: {int(clean['drop'].sum())}/{len(clean)} drop; all H ≥ 4: "
+        f"{int(big['drop'].sum())}/{len(big)} drop (vocab-level {_f(big.uniform_vocab_acc.min())}.."
+        f"{_f(big.uniform_vocab_acc.max())}); score-level ≤ model: {score_ok}"
+    )
+    note = (
+        f"with inert heads kept, H ≥ 4: share {_ci(all_big, 2)}, would read "
+        f"{greater('', all_big, 'seeds', 0.5).verdict} (an artefact: the rescaling multiplies inert heads); "
+        f"H ≥ 2 without inert head: {int(c2['drop'].sum())}/{len(c2)} drop (would read {v2}), min uniform vocab-level acc "
+        f"{_f(c2.uniform_vocab_acc.min()) if len(c2) else 'nan'}; {int((m.H >= 4).sum() - len(clean))} of "
+        f"{int((m.H >= 4).sum())} H ≥ 4 models have an inert head (d_std < 1% of the model's largest)"
+    )
     return ev, ours, note
 
 
 def k8b(mB: pd.DataFrame, hB: pd.DataFrame | None):
     big = mB[mB.H >= 4].copy()
     big["drop"] = big.uniform_vocab_acc < big.model_acc - 0.02
-    conv = (big.model_acc >= 0.98)
-    ours = (f"{int(big['drop'].sum())}/{len(big)} H ≥ 4 runs drop; model {_f(big.model_acc.min())}..{_f(big.model_acc.max())}, "
-            f"uniform {_f(big.uniform_vocab_acc.min())}..{_f(big.uniform_vocab_acc.max())}; {int(conv.sum())} converged (acc ≥ 0.98)")
-    rule = ("on H ≥ 4 format-B models without an inert head: reproduced if the Wilson interval of the share whose "
-            "uniform vocab-level acc < model acc - 0.02 lies above 0.5; not if it lies at or below")
+    conv = big.model_acc >= 0.98
+    ours = (
+        f"{int(big['drop'].sum())}/{len(big)} H ≥ 4 runs drop; model {_f(big.model_acc.min())}..{_f(big.model_acc.max())}, "
+        f"uniform {_f(big.uniform_vocab_acc.min())}..{_f(big.uniform_vocab_acc.max())}; {int(conv.sum())} converged (acc ≥ 0.98)"
+    )
+    rule = (
+        "on H ≥ 4 format-B models without an inert head: reproduced if the Wilson interval of the share whose "
+        "uniform vocab-level acc < model acc - 0.02 lies above 0.5; not if it lies at or below"
+    )
     if hB is None or len(hB) == 0:
-        return None, ours, ("this run saved no per-head CSV for format B, so inert heads (which decide K8's uniform "
-                            "aggregation) cannot be excluded"), rule
+        return (
+            None,
+            ours,
+            (
+                "this run saved no per-head CSV for format B, so inert heads (which decide K8's uniform "
+                "aggregation) cannot be excluded"
+            ),
+            rule,
+        )
     inert = models_with_inert(hB)
     big = big.merge(inert[["H", "seed", "n_inert"]], on=["H", "seed"], how="left")
     clean = big[big.n_inert == 0]
     ours += f"; {len(big) - len(clean)} have an inert head"
     if len(clean) == 0:
         return None, ours, "every H ≥ 4 format-B model has an inert head: no model to judge on", rule
-    ev = greater("share of H ≥ 4 format-B models (no inert head) where uniform vocab-level acc drops > 0.02",
-                 wilson(int(clean["drop"].sum()), len(clean)), "seeds", 0.5, rule)
+    ev = greater(
+        "share of H ≥ 4 format-B models (no inert head) where uniform vocab-level acc drops > 0.02",
+        wilson(int(clean["drop"].sum()), len(clean)),
+        "seeds",
+        0.5,
+        rule,
+    )
     return ev, ours, "", rule
 
 
@@ -325,20 +438,34 @@ def k12(plat: pd.DataFrame, variant: str, min_steps: int, pilot_rate: float = 1 
     p = plat[plat.variant == variant].assign(plateaus=lambda d: d.plateau_steps >= min_steps)
     p1, pm = p[p.H == 1], p[p.H >= 2]
     est, lo, hi, n = wilson(int(p1.plateaus.sum()), len(p1))
-    rule1 = (f"the Wilson interval of the H=1 plateau rate: reproduced if it lies above 0, not reproduced if it lies "
-             f"below the pilot's rate {pilot_rate:.2f}")
+    rule1 = (
+        f"the Wilson interval of the H=1 plateau rate: reproduced if it lies above 0, not reproduced if it lies "
+        f"below the pilot's rate {pilot_rate:.2f}"
+    )
     v = "reproduced" if lo > 0 else "not reproduced" if hi < pilot_rate else "inconclusive"
     margin = lo if v == "reproduced" else (hi - pilot_rate if v == "not reproduced" else 0.0)
-    one = Evidence("share of H=1 seeds with a plateau", est, lo, hi, n, "seeds", rule1, v, margin,
-                   "interval admits both" if v == "inconclusive" else "")
+    one = Evidence(
+        "share of H=1 seeds with a plateau",
+        est,
+        lo,
+        hi,
+        n,
+        "seeds",
+        rule1,
+        v,
+        margin,
+        "interval admits both" if v == "inconclusive" else "",
+    )
     multi = less("share of H ≥ 2 seeds with a plateau", wilson(int(pm.plateaus.sum()), len(pm)), "seeds", 0.2)
     ev = all_of({"H=1": one, "H≥2": multi}, f"both: ({rule1}) and the H ≥ 2 rate's interval below 0.2")
     ours = f"H=1: {int(p1.plateaus.sum())}/{len(p1)} seeds; H≥2: {int(pm.plateaus.sum())}/{len(pm)}"
     others = []
     for v2 in sorted(set(plat.variant) - {variant}):
         q = plat[plat.variant == v2].assign(plateaus=lambda d: d.plateau_steps >= min_steps)
-        others.append(f"{v2}: H=1 {int(q[q.H == 1].plateaus.sum())}/{int((q.H == 1).sum())}, "
-                      f"H≥2 {int(q[q.H >= 2].plateaus.sum())}/{int((q.H >= 2).sum())}")
+        others.append(
+            f"{v2}: H=1 {int(q[q.H == 1].plateaus.sum())}/{int((q.H == 1).sum())}, "
+            f"H≥2 {int(q[q.H >= 2].plateaus.sum())}/{int((q.H >= 2).sum())}"
+        )
     return ev, ours, "; ".join(others)
 
 
@@ -352,83 +479,179 @@ def build(folder: Path, profile: str) -> Claims:
     scale_note = f"{len(P['seeds'])} seed(s), {P['steps']} steps, batch {P['batch']}, l_max {P['l_max']}"
 
     ev, ours = k1(mA, F["table1"])
-    C.add("K1", "A 1-layer attention-only model solves Count01 (mean acc over seeds > 0.98 at every H; near-ties > 0.95)",
-          PUB["K1"], ours, ev, tolerance="acc > 0.98, near-tie > 0.95 (pilot thresholds)",
-          note=f"{scale_note} (the pilot asked ≥ 1000 steps at batch 256)")
+    C.add(
+        "K1",
+        "A 1-layer attention-only model solves Count01 (mean acc over seeds > 0.98 at every H; near-ties > 0.95)",
+        PUB["K1"],
+        ours,
+        ev,
+        tolerance="acc > 0.98, near-tie > 0.95 (pilot thresholds)",
+        note=f"{scale_note} (the pilot asked ≥ 1000 steps at batch 256)",
+    )
 
     if F["have"]["model_summary"]:
         e32, e64 = models.decomp_err32.max(), models.decomp_err.max()
-        C.check("K2", "The output splits exactly into per-head contributions (max |logit diff - base - Σ d_h| < 1e-4)",
-                e32 < 1e-4 and e64 < 1e-4, f"{e32:.0e} (float32), {e64:.0e} (float64)", expected="< 1e-4",
-                note=f"{len(models)} models, formats {var} and B; exact by construction (no norm after attention, no MLP)")
+        C.check(
+            "K2",
+            "The output splits exactly into per-head contributions (max |logit diff - base - Σ d_h| < 1e-4)",
+            e32 < 1e-4 and e64 < 1e-4,
+            f"{e32:.0e} (float32), {e64:.0e} (float64)",
+            expected="< 1e-4",
+            note=f"{len(models)} models, formats {var} and B; exact by construction (no norm after attention, no MLP)",
+        )
 
     ev, ours = k3(hA)
-    C.add("K3", "Pseudo-ensemble: for H ≥ 2 most heads count on their own (AUC ≥ 0.95 for > 60% of a model's heads, "
-          "with s-acc > 0.9)", PUB["K3"], ours, ev, tolerance="share > 0.6 (pilot threshold); s-acc > 0.9")
+    C.add(
+        "K3",
+        "Pseudo-ensemble: for H ≥ 2 most heads count on their own (AUC ≥ 0.95 for > 60% of a model's heads, "
+        "with s-acc > 0.9)",
+        PUB["K3"],
+        ours,
+        ev,
+        tolerance="share > 0.6 (pilot threshold); s-acc > 0.9",
+    )
 
     ev, ours, split = k4(hA)
-    C.add("K4", "Counting heads are miscalibrated alone: mean s-acc - l-acc > 0.05 at H ≥ 4, growing with H (pilot "
-          "target)", PUB["K4"], ours, ev, kind="pilot", tolerance="gap > 0.05; growth step > -0.01", note=split)
+    C.add(
+        "K4",
+        "Counting heads are miscalibrated alone: mean s-acc - l-acc > 0.05 at H ≥ 4, growing with H (pilot target)",
+        PUB["K4"],
+        ours,
+        ev,
+        kind="pilot",
+        tolerance="gap > 0.05; growth step > -0.01",
+        note=split,
+    )
 
     ev, ours = k5(hA)
-    C.add("K5", "Counting heads balance 0/1 and suppress 2: w02 ≤ 0.5 and 0.75 ≤ w01 ≤ 1.35 (a few outliers allowed)",
-          PUB["K5"], ours, ev, tolerance="band w01 0.75-1.35, w02 ≤ 0.5 (ours); share > 0.9")
+    C.add(
+        "K5",
+        "Counting heads balance 0/1 and suppress 2: w02 ≤ 0.5 and 0.75 ≤ w01 ≤ 1.35 (a few outliers allowed)",
+        PUB["K5"],
+        ours,
+        ev,
+        tolerance="band w01 0.75-1.35, w02 ≤ 0.5 (ours); share > 0.9",
+    )
 
     ev, ours, note, n_all = k6(hA)
-    stmt6 = ("Non-counting heads (AUC < 0.9) exist and look different: self attention ≥ 0.3, or w01 ≥ 1.5, or w02 ≥ 2 "
-             "(pilot observation)")
+    stmt6 = (
+        "Non-counting heads (AUC < 0.9) exist and look different: self attention ≥ 0.3, or w01 ≥ 1.5, or w02 ≥ 2 "
+        "(pilot observation)"
+    )
     if ev is None:
-        C.inconclusive("K6", stmt6, PUB["K6"], ours, "premise did not hold: no non-counting head in this run",
-                       kind="pilot", n=n_all, unit="heads")
+        C.inconclusive(
+            "K6",
+            stmt6,
+            PUB["K6"],
+            ours,
+            "premise did not hold: no non-counting head in this run",
+            kind="pilot",
+            n=n_all,
+            unit="heads",
+        )
     else:
         C.add("K6", stmt6, PUB["K6"], ours, ev, kind="pilot", tolerance="share > 0.8; w01 ≥ 1.5 literal", note=note)
 
     ev, ours = k7(mA)
-    C.add("K7", "The model is a linear combination of its heads: logistic regression on (d_1..d_H) within 0.01 of the model",
-          PUB["K7"], ours, ev, tolerance="|logreg - model| < 0.01 (ours)")
+    C.add(
+        "K7",
+        "The model is a linear combination of its heads: logistic regression on (d_1..d_H) within 0.01 of the model",
+        PUB["K7"],
+        ours,
+        ev,
+        tolerance="|logreg - model| < 0.01 (ours)",
+    )
 
     ev, ours, note = k8(mA, hA)
-    C.add("K8", "Uniform aggregation is worse: for H ≥ 4 vocabulary-level uniform acc < model - 0.02 in more than half "
-          "of the models without an inert head", PUB["K8"], ours, ev, tolerance="drop > 0.02; share > 0.5 (ours)",
-          note=note)
+    C.add(
+        "K8",
+        "Uniform aggregation is worse: for H ≥ 4 vocabulary-level uniform acc < model - 0.02 in more than half "
+        "of the models without an inert head",
+        PUB["K8"],
+        ours,
+        ev,
+        tolerance="drop > 0.02; share > 0.5 (ours)",
+        note=note,
+    )
 
     mB, hB = models[models.variant == "B"], (heads[heads.variant == "B"] if F["have"]["heads_B"] else None)
     ev, ours, why, rule = k8b(mB, hB)
-    stmt8b = ("Syntax (format B): ending the sentence correctly needs non-uniform aggregation (uniform vocab-level acc "
-              "< model - 0.02 in more than half of the H ≥ 4 models without an inert head)")
+    stmt8b = (
+        "Syntax (format B): ending the sentence correctly needs non-uniform aggregation (uniform vocab-level acc "
+        "< model - 0.02 in more than half of the H ≥ 4 models without an inert head)"
+    )
     b_note = f"format B is our reconstruction; {len(P['b_seeds'])} seed(s), {P['b_steps']} steps"
     if ev is None:
-        C.inconclusive("K8b", stmt8b, PUB["K8b"], ours, f"{why}; {b_note}", statistic="share of models that drop",
-                       n=int((mB.H >= 4).sum()), unit="seeds", rule=rule)
+        C.inconclusive(
+            "K8b",
+            stmt8b,
+            PUB["K8b"],
+            ours,
+            f"{why}; {b_note}",
+            statistic="share of models that drop",
+            n=int((mB.H >= 4).sum()),
+            unit="seeds",
+            rule=rule,
+        )
     else:
         C.add("K8b", stmt8b, PUB["K8b"], ours, ev, tolerance="drop > 0.02; share > 0.5 (ours)", note=b_note)
 
     base, z2, bal, sc = interventions(ivA)
-    C.add("K9", "Noise is ignored through attention: zero2 accuracy within 0.02 of baseline", PUB["K9"],
-          f"min zero2 - base = {z2.min():.3f}", within("zero2 acc - baseline acc per model", seed_interval(z2), "seeds",
-                                                        0.0, 0.02), kind="pilot", tolerance="± 0.02")
-    near = ((bal - base).abs() <= 0.02)
-    ev = all_of({"within 0.02": greater("share of models with |balance01 - base| ≤ 0.02", wilson(int(near.sum()), len(near)),
-                                        "seeds", 0.5),
-                 "floor": greater("mean balance01 acc over models", seed_interval(bal), "seeds", 0.93)},
-                "reproduced if the Wilson interval of the share within 0.02 lies above 0.5 and the seed interval of "
-                "balance01 acc above 0.93; not if either lies wholly on the other side")
-    C.add("K10", "The 0/1 balance is what counts: balance01 within 0.02 of baseline for most models, ≥ 0.93 for all",
-          PUB["K10"], f"within 0.02: {near.mean():.2f}; min {bal.min():.3f}", ev, kind="pilot",
-          tolerance="± 0.02; floor 0.93")
+    C.add(
+        "K9",
+        "Noise is ignored through attention: zero2 accuracy within 0.02 of baseline",
+        PUB["K9"],
+        f"min zero2 - base = {z2.min():.3f}",
+        within("zero2 acc - baseline acc per model", seed_interval(z2), "seeds", 0.0, 0.02),
+        kind="pilot",
+        tolerance="± 0.02",
+    )
+    near = (bal - base).abs() <= 0.02
+    ev = all_of(
+        {
+            "within 0.02": greater(
+                "share of models with |balance01 - base| ≤ 0.02", wilson(int(near.sum()), len(near)), "seeds", 0.5
+            ),
+            "floor": greater("mean balance01 acc over models", seed_interval(bal), "seeds", 0.93),
+        },
+        "reproduced if the Wilson interval of the share within 0.02 lies above 0.5 and the seed interval of "
+        "balance01 acc above 0.93; not if either lies wholly on the other side",
+    )
+    C.add(
+        "K10",
+        "The 0/1 balance is what counts: balance01 within 0.02 of baseline for most models, ≥ 0.93 for all",
+        PUB["K10"],
+        f"within 0.02: {near.mean():.2f}; min {bal.min():.3f}",
+        ev,
+        kind="pilot",
+        tolerance="± 0.02; floor 0.93",
+    )
     agree = sc.groupby(["H", "seed"]).rule_agreement.min()
     accs = sc.groupby("edit").acc.agg(["min", "max"])
-    C.add("K11", "Scaling attention on 0s/1s by (f0, f1) makes the model compute f1·#1 > f0·#0 (rule agreement > 0.98)",
-          PUB["K11"], f"agreement min {sc.rule_agreement.min():.3f}; acc {sc.acc.min():.3f}..{sc.acc.max():.3f}",
-          greater("min rule agreement over the three scalings, per model", seed_interval(agree), "seeds", 0.98),
-          kind="pilot", tolerance="agreement > 0.98",
-          note="accuracy band dropped: at agreement 1 the accuracy is the test set's share of strings where the scaled "
-               "rule matches the label (" + ", ".join(f"{e}: {r['min']:.3f}..{r['max']:.3f}" for e, r in accs.iterrows())
-               + "), a property of the data, not the model")
+    C.add(
+        "K11",
+        "Scaling attention on 0s/1s by (f0, f1) makes the model compute f1·#1 > f0·#0 (rule agreement > 0.98)",
+        PUB["K11"],
+        f"agreement min {sc.rule_agreement.min():.3f}; acc {sc.acc.min():.3f}..{sc.acc.max():.3f}",
+        greater("min rule agreement over the three scalings, per model", seed_interval(agree), "seeds", 0.98),
+        kind="pilot",
+        tolerance="agreement > 0.98",
+        note="accuracy band dropped: at agreement 1 the accuracy is the test set's share of strings where the scaled "
+        "rule matches the label ("
+        + ", ".join(f"{e}: {r['min']:.3f}..{r['max']:.3f}" for e, r in accs.iterrows())
+        + "), a property of the data, not the model",
+    )
 
     ev, ours, others = k12(plat, var, int(P["plateau_min_steps"]))
-    C.add("K12", f"Training dynamics: a single head can plateau near the prior loss (≥ {P['plateau_min_steps']} steps in "
-          "band); H ≥ 2 rarely does", PUB["K12"], ours, ev, kind="pilot",
-          tolerance=f"plateau ≥ {P['plateau_min_steps']} steps within 0.08 of the prior entropy",
-          note=f"format {var}, seeds {P['dyn_seeds'][0]}-{P['dyn_seeds'][-1]}, {P['steps']} steps; {others}")
+    C.add(
+        "K12",
+        f"Training dynamics: a single head can plateau near the prior loss (≥ {P['plateau_min_steps']} steps in "
+        "band); H ≥ 2 rarely does",
+        PUB["K12"],
+        ours,
+        ev,
+        kind="pilot",
+        tolerance=f"plateau ≥ {P['plateau_min_steps']} steps within 0.08 of the prior entropy",
+        note=f"format {var}, seeds {P['dyn_seeds'][0]}-{P['dyn_seeds'][-1]}, {P['steps']} steps; {others}",
+    )
     return C

@@ -41,14 +41,15 @@ Pieces, in the order a notebook uses them:
   (incremental decoding with a cache of the unique K/V heads: real cache bytes and tokens/s).
 * ``from_hf_llama``: a llama checkpoint (SmolLM2, Sheared-LLaMA) as a headlab model.
 """
+
 from __future__ import annotations
 
 import copy
 import itertools
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ Grouping = list[list[list[int]]]  # [layer][group] -> source head indices
 
 
 # --- data and evaluation ---------------------------------------------------------------------
+
 
 def byte_splits(types=None, val_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Byte tokens of the shipped corpus, split per text type (the tail ``val_fraction`` of each
@@ -98,8 +100,19 @@ def lm_eval(model, batches) -> dict:
     return {"loss": loss / n, "acc": acc / n}
 
 
-def pretrain_source(cfg: Config, train_toks, steps: int, batch: int, seq: int, lr: float, seed: int,
-                    eval_batches=None, device="cpu", warmup: int = 20, desc="pretrain MHA"):
+def pretrain_source(
+    cfg: Config,
+    train_toks,
+    steps: int,
+    batch: int,
+    seq: int,
+    lr: float,
+    seed: int,
+    eval_batches=None,
+    device="cpu",
+    warmup: int = 20,
+    desc="pretrain MHA",
+):
     """Train a headlab model from scratch (the MHA checkpoint DHA starts from)."""
     torch.manual_seed(seed)
     model = HeadlabLM(cfg).to(device)
@@ -110,6 +123,7 @@ def pretrain_source(cfg: Config, train_toks, steps: int, batch: int, seq: int, l
 
 
 # --- structure helpers -----------------------------------------------------------------------
+
 
 def src_maps(model: HeadlabLM, kind: str) -> list[list[int]]:
     """Per layer, query head -> source K (``kind="k"``) or V head."""
@@ -147,7 +161,7 @@ def identity_groups(n_per_layer: Sequence[int]) -> Grouping:
 def layer_heads_of(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping) -> list[LayerHeads]:
     """The collapsed model's per-layer query->K and query->V maps."""
     out = []
-    for l, (km, vm) in enumerate(zip(src_maps(model, "k"), src_maps(model, "v"))):
+    for l, (km, vm) in enumerate(zip(src_maps(model, "k"), src_maps(model, "v"), strict=True)):
         gk = group_index(k_groups[l], max(km) + 1)
         gv = group_index(v_groups[l], max(vm) + 1)
         out.append(LayerHeads([gk[s] for s in km], [gv[s] for s in vm]))
@@ -164,6 +178,7 @@ def budget_total(n_per_layer: Sequence[int], budget: float) -> int:
 
 # --- activations and CKA ---------------------------------------------------------------------
 
+
 @torch.no_grad()
 def head_activations(model: HeadlabLM, ids: torch.Tensor, kinds=("q", "k", "v")) -> dict:
     """Per layer, the q/k/v projection outputs per head (before RoPE), ``[head, tokens, d_head]``."""
@@ -172,8 +187,10 @@ def head_activations(model: HeadlabLM, ids: torch.Tensor, kinds=("q", "k", "v"))
     d = model.config.d_head
     for l, block in enumerate(model.layers):
         for k in kinds:
+
             def hook(_m, _i, out, l=l, k=k):
                 acts[k][l] = out.detach().reshape(-1, out.shape[-1] // d, d).transpose(0, 1).float().cpu()
+
             handles.append(getattr(block.self_attn, f"{k}_proj").register_forward_hook(hook))
     try:
         model.eval()
@@ -212,10 +229,10 @@ def cross_layer_cka(acts_kind: list[torch.Tensor]) -> list[float]:
     """Baseline for 'redundancy': mean CKA between each head of layer l and each head of layer
     l+1 (heads that are certainly not duplicates of each other)."""
     out = []
-    for a, b in zip(acts_kind[:-1], acts_kind[1:]):
+    for a, b in itertools.pairwise(acts_kind):
         both = torch.cat([a, b])
         m = cka_matrix(both)
-        out.append(float(m[:len(a), len(a):].mean()))
+        out.append(float(m[: len(a), len(a) :].mean()))
     return out
 
 
@@ -227,13 +244,16 @@ def redundancy(sim: np.ndarray) -> float:
 
 # --- Fig. 3a: pulling a group of heads toward its mean ---------------------------------------
 
+
 def extreme_groups(sims: Sequence[np.ndarray], size: int = 4) -> dict:
     """The layer whose ``size``-head subsets differ most in mean pairwise similarity, with its
     most and least similar subsets: ``{"layer", "most", "most_sim", "least", "least_sim"}``."""
     best = None
     for l, s in enumerate(sims):
-        scored = [(float(np.mean([s[i, j] for i, j in itertools.combinations(g, 2)])), list(g))
-                  for g in itertools.combinations(range(len(s)), size)]
+        scored = [
+            (float(np.mean([s[i, j] for i, j in itertools.combinations(g, 2)])), list(g))
+            for g in itertools.combinations(range(len(s)), size)
+        ]
         hi, lo = max(scored), min(scored)
         if best is None or hi[0] - lo[0] > best[0]:
             best = (hi[0] - lo[0], {"layer": l, "most": hi[1], "most_sim": hi[0], "least": lo[1], "least_sim": lo[0]})
@@ -254,6 +274,7 @@ def interpolate_to_mean(model: HeadlabLM, layer: int, kind: str, heads: Sequence
 
 
 # --- grouping --------------------------------------------------------------------------------
+
 
 def _linkage(sim: np.ndarray, a: list[int], b: list[int]) -> float:
     return float(sim[np.ix_(a, b)].mean())
@@ -283,8 +304,9 @@ def hierarchy(sim: np.ndarray) -> dict[int, list[list[int]]]:
     groups = [[i] for i in range(len(sim))]
     out = {len(groups): canonical(groups)}
     while len(groups) > 1:
-        _, i, j = max((_linkage(sim, groups[i], groups[j]), i, j)
-                      for i, j in itertools.combinations(range(len(groups)), 2))
+        _, i, j = max(
+            (_linkage(sim, groups[i], groups[j]), i, j) for i, j in itertools.combinations(range(len(groups)), 2)
+        )
         groups[i] = groups[i] + groups[j]
         del groups[j]
         out[len(groups)] = canonical(groups)
@@ -297,7 +319,7 @@ def global_agglomerate(sims: Sequence[np.ndarray], total: int, min_per_layer: in
     groups = [[[i] for i in range(len(s))] for s in sims]
     while sum(len(g) for g in groups) > total:
         best = None
-        for l, (s, gl) in enumerate(zip(sims, groups)):
+        for l, (s, gl) in enumerate(zip(sims, groups, strict=True)):
             if len(gl) <= min_per_layer:
                 continue
             for i, j in itertools.combinations(range(len(gl)), 2):
@@ -332,18 +354,27 @@ def contiguous_groups(n_per_layer: Sequence[int], per_layer: int) -> Grouping:
 def tied_uniform_groups(sims_k: Sequence[np.ndarray], sims_v: Sequence[np.ndarray], per_layer: int) -> Grouping:
     """GQA with CKA-based grouping (Table A7): uniform counts, one grouping shared by K and V,
     chosen on the mean of the K and V CKA matrices."""
-    return [agglomerate((a + b) / 2, per_layer) for a, b in zip(sims_k, sims_v)]
+    return [agglomerate((a + b) / 2, per_layer) for a, b in zip(sims_k, sims_v, strict=True)]
 
 
 # --- collapse --------------------------------------------------------------------------------
+
 
 def _heads_view(w: torch.Tensor, n: int) -> torch.Tensor:
     return w.view(n, w.shape[0] // n, w.shape[1])  # [head, d_head, d_model]
 
 
 @torch.no_grad()
-def collapse(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, k_coef=None, v_coef=None,
-             k_scale=None, v_scale=None, share: bool = False) -> HeadlabLM:
+def collapse(
+    model: HeadlabLM,
+    k_groups: Grouping,
+    v_groups: Grouping,
+    k_coef=None,
+    v_coef=None,
+    k_scale=None,
+    v_scale=None,
+    share: bool = False,
+) -> HeadlabLM:
     """The DHA model with one K head per K group and one V head per V group.
 
     The collapsed head of group G is ``sum_{j in G} coef[j] W_j`` (``coef`` per layer and source
@@ -370,8 +401,11 @@ def collapse(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, k_coef=No
             W = _heads_view(getattr(a, f"{kind}_proj").weight.detach(), sum(len(g) for g in groups[l]))
             out = []
             for g in groups[l]:
-                c = torch.tensor([coef[l][j] for j in g] if coef is not None else [1.0 / len(g)] * len(g),
-                                 dtype=W.dtype, device=W.device)
+                c = torch.tensor(
+                    [coef[l][j] for j in g] if coef is not None else [1.0 / len(g)] * len(g),
+                    dtype=W.dtype,
+                    device=W.device,
+                )
                 out.append(torch.einsum("j,jdm->dm", c, W[g]))
             sd[pre + f"{kind}_proj.weight"] = torch.cat(out)
         km, vm = src_maps(model, "k")[l], src_maps(model, "v")[l]
@@ -381,10 +415,10 @@ def collapse(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, k_coef=No
             sd[pre + "o_proj.weight"] = sd[pre + "o_proj.weight"].clone()
         if k_scale is not None:
             for h in range(cfg.n_heads):
-                sd[pre + "q_proj.weight"][h * d:(h + 1) * d] *= float(k_scale[l][km[h]])
+                sd[pre + "q_proj.weight"][h * d : (h + 1) * d] *= float(k_scale[l][km[h]])
         if v_scale is not None:
             for h in range(cfg.n_heads):
-                sd[pre + "o_proj.weight"][:, h * d:(h + 1) * d] *= float(v_scale[l][vm[h]])
+                sd[pre + "o_proj.weight"][:, h * d : (h + 1) * d] *= float(v_scale[l][vm[h]])
     return build(cfg, sd, model.device)
 
 
@@ -400,7 +434,9 @@ def expand(model: HeadlabLM) -> HeadlabLM:
         for kind in ("k", "v"):
             lin = getattr(a, f"{kind}_proj")
             W = _heads_view(lin.weight.detach(), lin.out_features // cfg.d_head)
-            sd[f"layers.{l}.self_attn.{kind}_proj.weight"] = W[getattr(a, f"{kind}_map")].reshape(-1, W.shape[-1]).clone()
+            sd[f"layers.{l}.self_attn.{kind}_proj.weight"] = (
+                W[getattr(a, f"{kind}_map")].reshape(-1, W.shape[-1]).clone()
+            )
     return build(cfg, sd, model.device)
 
 
@@ -447,6 +483,7 @@ def rank1_fusion(acts: torch.Tensor, groups: list[list[int]]) -> tuple[list[floa
 
 
 # --- fusion ----------------------------------------------------------------------------------
+
 
 class HeadFusion(nn.Module):
     """Parametrization of a K or V projection weight ``[n * d_head, d_model]``: head i becomes
@@ -514,10 +551,24 @@ def set_members_identical(model: HeadlabLM):
         f.omega.copy_(f.avg)
 
 
-def run_fusion(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, get_batch: Callable, steps: int,
-               lr: float, omega_lr: float, lam_max: float, ramp: float = 0.8, warmup: int = 5,
-               weight_decay: float = 0.1, grad_clip: float = 1.0, eval_batches=None, eval_every: int = 0,
-               progress: bool = True, desc: str = "fusion") -> tuple[HeadlabLM, list[dict]]:
+def run_fusion(
+    model: HeadlabLM,
+    k_groups: Grouping,
+    v_groups: Grouping,
+    get_batch: Callable,
+    steps: int,
+    lr: float,
+    omega_lr: float,
+    lam_max: float,
+    ramp: float = 0.8,
+    warmup: int = 5,
+    weight_decay: float = 0.1,
+    grad_clip: float = 1.0,
+    eval_batches=None,
+    eval_every: int = 0,
+    progress: bool = True,
+    desc: str = "fusion",
+) -> tuple[HeadlabLM, list[dict]]:
     """Fusion stage on a copy of ``model``: LM loss + lambda(t) * fusion loss, lambda ramped
     linearly from 0 to ``lam_max`` over the first ``ramp`` of the steps, then held. Every
     ``eval_every`` steps the *collapsed* model is evaluated (what one would deploy if fusion
@@ -533,9 +584,15 @@ def run_fusion(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, get_bat
         if id(p) in ids:
             continue
         (decay if p.dim() >= 2 and "embed" not in n_ else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay, "base": lr},
-                             {"params": no_decay, "weight_decay": 0.0, "base": lr},
-                             {"params": omegas, "weight_decay": 0.0, "base": omega_lr}], lr=lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay, "base": lr},
+            {"params": no_decay, "weight_decay": 0.0, "base": lr},
+            {"params": omegas, "weight_decay": 0.0, "base": omega_lr},
+        ],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
     model_params = decay + no_decay
     tc = TrainConfig(steps=steps, lr=1.0, warmup=warmup, min_lr_ratio=1.0)
     log = []
@@ -575,6 +632,7 @@ def run_fusion(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, get_bat
 
 # --- the loss-driven search ------------------------------------------------------------------
 
+
 @torch.no_grad()
 def probe_allocation(source: HeadlabLM, sims: dict, budget: float, probe_batches, kinds=("k", "v")):
     """Full DHA's search [R]. For each layer and kind, pool that layer's heads (average-linkage
@@ -596,16 +654,21 @@ def probe_allocation(source: HeadlabLM, sims: dict, budget: float, probe_batches
             for c in range(1, min(n[l], total - (len(n) - 1) + 1)):  # no layer can get more
                 g = identity_groups(n)
                 g[l] = hier[l][c]
-                kg, vg = (g, identity_groups(n_source(source, "v"))) if kind == "k" else \
-                         (identity_groups(n_source(source, "k")), g)
+                kg, vg = (
+                    (g, identity_groups(n_source(source, "v")))
+                    if kind == "k"
+                    else (identity_groups(n_source(source, "k")), g)
+                )
                 dl[c] = lm_eval(collapse(source, kg, vg, share=True), probe_batches)["loss"] - base
                 used += ntok
                 rows.append({"kind": kind, "layer": l, "heads": c, "delta_loss": dl[c]})
             delta.append(dl)
         cnt = [1] * len(n)
         while sum(cnt) < total:
-            gains = [(delta[l][cnt[l]] - delta[l][cnt[l] + 1], -l) if cnt[l] < n[l] else (-math.inf, -l)
-                     for l in range(len(n))]
+            gains = [
+                (delta[l][cnt[l]] - delta[l][cnt[l] + 1], -l) if cnt[l] < n[l] else (-math.inf, -l)
+                for l in range(len(n))
+            ]
             l = -max(gains)[1]
             cnt[l] += 1
         out[kind] = [hier[l][cnt[l]] for l in range(len(n))]
@@ -613,6 +676,7 @@ def probe_allocation(source: HeadlabLM, sims: dict, budget: float, probe_batches
 
 
 # --- arms: search + fusion + collapse + continued pre-training -------------------------------
+
 
 @dataclass
 class Arm:
@@ -686,8 +750,11 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
             g = tied_uniform_groups(sk, sv, per)
             res = (g, copy.deepcopy(g), cka_cost)
     elif arm.alloc == "cka":
-        res = (global_agglomerate(sk, budget_total(nk, arm.budget)),
-               global_agglomerate(sv, budget_total(nv, arm.budget)), cka_cost)
+        res = (
+            global_agglomerate(sk, budget_total(nk, arm.budget)),
+            global_agglomerate(sv, budget_total(nv, arm.budget)),
+            cka_cost,
+        )
     elif arm.alloc == "probe":
         g, rows, used = probe_allocation(src, ctx.sims, arm.budget, ctx.calib_batches)
         ctx.cache[("probe_rows", arm.budget)] = rows
@@ -713,12 +780,27 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
     curve = []
     flog = []
     if fsteps:
-        model, flog = run_fusion(ctx.source, kg, vg, ctx.get_batch, fsteps, ctx.lr, ctx.omega_lr, ctx.lam_max,
-                                 ctx.ramp, ctx.warmup, eval_batches=ctx.eval_batches if arm.curve else None,
-                                 eval_every=ctx.eval_every, progress=ctx.progress, desc=f"{arm.name} fusion")
+        model, flog = run_fusion(
+            ctx.source,
+            kg,
+            vg,
+            ctx.get_batch,
+            fsteps,
+            ctx.lr,
+            ctx.omega_lr,
+            ctx.lam_max,
+            ctx.ramp,
+            ctx.warmup,
+            eval_batches=ctx.eval_batches if arm.curve else None,
+            eval_every=ctx.eval_every,
+            progress=ctx.progress,
+            desc=f"{arm.name} fusion",
+        )
         for r in flog:
             if "collapsed_loss" in r:
-                curve.append({"tokens": (search_steps + r["step"]) * tps, "loss": r["collapsed_loss"], "phase": "fusion"})
+                curve.append(
+                    {"tokens": (search_steps + r["step"]) * tps, "loss": r["collapsed_loss"], "phase": "fusion"}
+                )
     else:
         model = collapse(ctx.source, kg, vg)
     init = lm_eval(model, ctx.eval_batches)
@@ -729,24 +811,51 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
         every = ctx.eval_every if arm.curve else ct_steps
         if arm.extra_steps and ct_steps % every:
             raise ValueError(f"{arm.name}: with extra_steps, eval_every must divide the {ct_steps} CT steps")
-        tc = TrainConfig(steps=ct_steps + arm.extra_steps, lr=ctx.lr, warmup=ctx.warmup, min_lr_ratio=1.0,
-                         eval_every=every)
-        log = train(model, lambda s: ctx.get_batch(offset + s), tc,
-                    eval_fn=lambda m: lm_eval(m, ctx.eval_batches), progress=ctx.progress, desc=f"{arm.name} CT")
+        tc = TrainConfig(
+            steps=ct_steps + arm.extra_steps, lr=ctx.lr, warmup=ctx.warmup, min_lr_ratio=1.0, eval_every=every
+        )
+        log = train(
+            model,
+            lambda s: ctx.get_batch(offset + s),
+            tc,
+            eval_fn=lambda m: lm_eval(m, ctx.eval_batches),
+            progress=ctx.progress,
+            desc=f"{arm.name} CT",
+        )
         for r in log[1:]:
-            curve.append({"tokens": (offset + r["step"]) * tps, "loss": r["loss"],
-                          "phase": "CT" if r["step"] <= ct_steps else "past budget"})
+            curve.append(
+                {
+                    "tokens": (offset + r["step"]) * tps,
+                    "loss": r["loss"],
+                    "phase": "CT" if r["step"] <= ct_steps else "past budget",
+                }
+            )
         final = next(({"loss": r["loss"], "acc": r["acc"]} for r in log if r["step"] == ct_steps), None)
         if final is None:
             raise RuntimeError(f"{arm.name}: no evaluation at the budget")
-    return {"arm": arm.name, "budget": arm.budget, "alloc": arm.alloc, "init": arm.init,
-            "k_counts": counts(kg), "v_counts": counts(vg), "k_groups": kg, "v_groups": vg,
-            "search_steps": search_steps, "fusion_steps": fsteps, "ct_steps": ct_steps,
-            "tokens": ctx.total_steps * tps, "init_loss": init["loss"], "init_acc": init["acc"],
-            "final_loss": final["loss"], "final_acc": final["acc"],
-            "final_fusion_loss": flog[-1]["final_fusion_loss"] if flog else float("nan"),
-            "fusion_log": flog, "curve": curve, "model": model if not arm.extra_steps else None,
-            "seconds": time.time() - t0}
+    return {
+        "arm": arm.name,
+        "budget": arm.budget,
+        "alloc": arm.alloc,
+        "init": arm.init,
+        "k_counts": counts(kg),
+        "v_counts": counts(vg),
+        "k_groups": kg,
+        "v_groups": vg,
+        "search_steps": search_steps,
+        "fusion_steps": fsteps,
+        "ct_steps": ct_steps,
+        "tokens": ctx.total_steps * tps,
+        "init_loss": init["loss"],
+        "init_acc": init["acc"],
+        "final_loss": final["loss"],
+        "final_acc": final["acc"],
+        "final_fusion_loss": flog[-1]["final_fusion_loss"] if flog else float("nan"),
+        "fusion_log": flog,
+        "curve": curve,
+        "model": model if not arm.extra_steps else None,
+        "seconds": time.time() - t0,
+    }
 
 
 def init_only_arms(model: HeadlabLM, sims: dict, acts: dict, budget: float, batches) -> list[dict]:
@@ -762,11 +871,20 @@ def init_only_arms(model: HeadlabLM, sims: dict, acts: dict, budget: float, batc
     if uniform:
         per = int(per)
         specs.append(("GQA (mean-pool)", "gqa", "pool", contiguous_groups(nk, per), contiguous_groups(nv, per)))
-        specs.append(("uniform CKA groups + fusion" if per > 1 else "one head per layer + fusion", "uniform",
-                      "fusion", uniform_groups(sims["k"], per), uniform_groups(sims["v"], per)))
+        specs.append(
+            (
+                "uniform CKA groups + fusion" if per > 1 else "one head per layer + fusion",
+                "uniform",
+                "fusion",
+                uniform_groups(sims["k"], per),
+                uniform_groups(sims["v"], per),
+            )
+        )
     if not (uniform and per == 1):  # at one head per layer there is nothing to allocate
-        lite = (global_agglomerate(sims["k"], budget_total(nk, budget)),
-                global_agglomerate(sims["v"], budget_total(nv, budget)))
+        lite = (
+            global_agglomerate(sims["k"], budget_total(nk, budget)),
+            global_agglomerate(sims["v"], budget_total(nv, budget)),
+        )
         specs.append(("CKA allocation + mean-pool", "cka", "pool", *lite))
         specs.append(("DHA-lite (CKA allocation + fusion)", "cka", "fusion", *lite))
     rows = []
@@ -774,14 +892,34 @@ def init_only_arms(model: HeadlabLM, sims: dict, acts: dict, budget: float, batc
         if init == "fusion":
             kf = [rank1_fusion(acts["k"][l], kg[l]) for l in range(L)]
             vf = [rank1_fusion(acts["v"][l], vg[l]) for l in range(L)]
-            m = collapse(model, kg, vg, k_coef=[c for c, _ in kf], v_coef=[c for c, _ in vf],
-                         k_scale=[a for _, a in kf], v_scale=[a for _, a in vf], share=True)
+            m = collapse(
+                model,
+                kg,
+                vg,
+                k_coef=[c for c, _ in kf],
+                v_coef=[c for c, _ in vf],
+                k_scale=[a for _, a in kf],
+                v_scale=[a for _, a in vf],
+                share=True,
+            )
         else:
             m = collapse(model, kg, vg, share=True)
         r = lm_eval(m, batches)
-        rows.append({"arm": name, "budget": budget, "alloc": alloc, "init": init, "k_counts": counts(kg),
-                     "v_counts": counts(vg), "k_groups": kg, "v_groups": vg, "loss": r["loss"], "acc": r["acc"],
-                     "kv_bytes_per_token": kv_cache_bytes(m)})
+        rows.append(
+            {
+                "arm": name,
+                "budget": budget,
+                "alloc": alloc,
+                "init": init,
+                "k_counts": counts(kg),
+                "v_counts": counts(vg),
+                "k_groups": kg,
+                "v_groups": vg,
+                "loss": r["loss"],
+                "acc": r["acc"],
+                "kv_bytes_per_token": kv_cache_bytes(m),
+            }
+        )
         del m
     return rows
 
@@ -811,11 +949,13 @@ def acceleration(gqa_curve, dha_tokens: float, dha_loss: float) -> float:
 
 # --- exact checks ----------------------------------------------------------------------------
 
+
 def kv_cache_bytes(model: HeadlabLM, bytes_per_value: int = 2) -> int:
     """KV-cache bytes per token read off the built modules (unique K and V heads, as a cache
     that stores each K/V head once would hold them)."""
-    return sum((b.self_attn.k_proj.out_features + b.self_attn.v_proj.out_features) * bytes_per_value
-               for b in model.layers)
+    return sum(
+        (b.self_attn.k_proj.out_features + b.self_attn.v_proj.out_features) * bytes_per_value for b in model.layers
+    )
 
 
 @torch.no_grad()
@@ -856,7 +996,7 @@ def decode(model: HeadlabLM, prompt: torch.Tensor, n_new: int) -> dict:
 
     def step(tok, pos):
         x = model.embed_tokens(tok)  # [b, 1, d_model]
-        cos, sin = model.rope_cos[pos:pos + 1], model.rope_sin[pos:pos + 1]
+        cos, sin = model.rope_cos[pos : pos + 1], model.rope_sin[pos : pos + 1]
         for l, blk in enumerate(model.layers):
             a = blk.self_attn
             h = blk.input_layernorm(x)
@@ -876,7 +1016,7 @@ def decode(model: HeadlabLM, prompt: torch.Tensor, n_new: int) -> dict:
         return model.lm_head(model.norm(x))[:, 0]
 
     for t in range(prompt.shape[1]):
-        step_logits.append(step(prompt[:, t:t + 1], t))
+        step_logits.append(step(prompt[:, t : t + 1], t))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -889,11 +1029,17 @@ def decode(model: HeadlabLM, prompt: torch.Tensor, n_new: int) -> dict:
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     nbytes = sum(c.numel() * c.element_size() for c in cache_k + cache_v)
-    return {"ids": ids, "logits": torch.stack(step_logits, 1), "cache_bytes": nbytes,
-            "cache_tokens": cache_k[0].shape[2], "tokens_per_s": B * n_new / max(secs, 1e-9)}
+    return {
+        "ids": ids,
+        "logits": torch.stack(step_logits, 1),
+        "cache_bytes": nbytes,
+        "cache_tokens": cache_k[0].shape[2],
+        "tokens_per_s": B * n_new / max(secs, 1e-9),
+    }
 
 
 # --- Hugging Face llama checkpoints ----------------------------------------------------------
+
 
 @torch.no_grad()
 def from_hf_llama(hf_model, max_seq_len: int = 2048) -> HeadlabLM:
@@ -907,10 +1053,19 @@ def from_hf_llama(hf_model, max_seq_len: int = 2048) -> HeadlabLM:
     if rp.get("rope_type", "default") not in ("default", None):
         raise ValueError(f"rope_type {rp.get('rope_type')!r} is not supported by headlab.nn")
     n_heads = c.num_attention_heads
-    cfg = Config(vocab_size=c.vocab_size, d_model=c.hidden_size, n_layers=c.num_hidden_layers, n_heads=n_heads,
-                 n_kv_heads=c.num_key_value_heads, d_head=getattr(c, "head_dim", None) or c.hidden_size // n_heads,
-                 d_mlp=c.intermediate_size, max_seq_len=max_seq_len, rope_theta=float(theta),
-                 norm_eps=float(c.rms_norm_eps), tie_embeddings=bool(c.tie_word_embeddings))
+    cfg = Config(
+        vocab_size=c.vocab_size,
+        d_model=c.hidden_size,
+        n_layers=c.num_hidden_layers,
+        n_heads=n_heads,
+        n_kv_heads=c.num_key_value_heads,
+        d_head=getattr(c, "head_dim", None) or c.hidden_size // n_heads,
+        d_mlp=c.intermediate_size,
+        max_seq_len=max_seq_len,
+        rope_theta=float(theta),
+        norm_eps=float(c.rms_norm_eps),
+        tie_embeddings=bool(c.tie_word_embeddings),
+    )
     sd = {k.removeprefix("model."): v.detach() for k, v in hf_model.state_dict().items()}
     return build(cfg, sd, hf_model.device)
 

@@ -16,9 +16,10 @@ Units of replication:
 C1-C4 are software self-checks (``checks.csv``). C5, C11 and C12 use thresholds of ours (the paper reports
 no gap-closure r and no loss margin): they are ``hypothesis`` rows.
 """
+
 from __future__ import annotations
 
-import ast
+import itertools
 import math
 import re
 from pathlib import Path
@@ -26,8 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..claims import (Claims, Evidence, Published, bootstrap, compound, greater, less, read, seed_interval,
-                      wilson)
+from ..claims import Claims, Evidence, Published, bootstrap, compound, greater, less, read, seed_interval, wilson
 
 PAPER, NOTEBOOK = "dha_fusion", "02_dha_fusion"
 LEVEL = 0.95
@@ -39,33 +39,53 @@ ABS_V2 = "arXiv 2406.06567v2 abstract"
 ABS_NEURIPS = "NeurIPS 2024 abstract (virtual poster page 94162)"
 PDF_NEURIPS = "NeurIPS 2024 PDF"
 
-P_INIT_R = Published("r >= 0.3 (our threshold: the paper reports no gap closure r)",
-                     "ours (notes §5, C5); the paper states qualitatively that fusion keeps the checkpoint's "
-                     f"knowledge ({ABS_V2})")
-P_FUSION = Published("fusion better than mean-pooling the same groups",
-                     f"Table 2, 'w/o linear heads fusion' row ({PDF_NEURIPS}, p. 7); values not read")
-P_NONUNIFORM = Published("redundancy varies over layers; K and V allocations differ by layer",
-                         f"Figs. 2, 3b and 5 ({PDF_NEURIPS}, pp. 2, 3, 8); qualitative",
-                         "thresholds (CV 0.05, 25 % of layers) are ours")
-P_SPLIT = Published("more fusion -> better init; final result changes little",
-                    f"Table 3 ({PDF_NEURIPS}, p. 8; DHA-1.3B, 2B tokens); values not read")
-P_EQUAL = Published("DHA better: up to 13.93 % at 0.01 % budget (arXiv v2); up to 24.85 % under 0.2B tokens (NeurIPS)",
-                    f"{ABS_V2}; {ABS_NEURIPS}", "relative zero-shot accuracy; here validation loss")
-P_ADAPTIVE = Published("adaptive allocation better than uniform",
-                       f"Table 2, 'w/o adaptive transformation' row ({PDF_NEURIPS}, p. 7); values not read")
-P_R_BOTH = Published("r >= 0.3 at 25 % and 50 % (our threshold: the paper reports no r)",
-                     "ours (notes §5, C11)")
-P_LOW_BUDGET = Published("DHA loss lower by >= 0.03 (our threshold; the paper: +13.93 % v2 / +24.85 % NeurIPS "
-                         "relative accuracy)", "ours (notes §5, C12)")
+P_INIT_R = Published(
+    "r >= 0.3 (our threshold: the paper reports no gap closure r)",
+    f"ours (notes §5, C5); the paper states qualitatively that fusion keeps the checkpoint's knowledge ({ABS_V2})",
+)
+P_FUSION = Published(
+    "fusion better than mean-pooling the same groups",
+    f"Table 2, 'w/o linear heads fusion' row ({PDF_NEURIPS}, p. 7); values not read",
+)
+P_NONUNIFORM = Published(
+    "redundancy varies over layers; K and V allocations differ by layer",
+    f"Figs. 2, 3b and 5 ({PDF_NEURIPS}, pp. 2, 3, 8); qualitative",
+    "thresholds (CV 0.05, 25 % of layers) are ours",
+)
+P_SPLIT = Published(
+    "more fusion -> better init; final result changes little",
+    f"Table 3 ({PDF_NEURIPS}, p. 8; DHA-1.3B, 2B tokens); values not read",
+)
+P_EQUAL = Published(
+    "DHA better: up to 13.93 % at 0.01 % budget (arXiv v2); up to 24.85 % under 0.2B tokens (NeurIPS)",
+    f"{ABS_V2}; {ABS_NEURIPS}",
+    "relative zero-shot accuracy; here validation loss",
+)
+P_ADAPTIVE = Published(
+    "adaptive allocation better than uniform",
+    f"Table 2, 'w/o adaptive transformation' row ({PDF_NEURIPS}, p. 7); values not read",
+)
+P_R_BOTH = Published("r >= 0.3 at 25 % and 50 % (our threshold: the paper reports no r)", "ours (notes §5, C11)")
+P_LOW_BUDGET = Published(
+    "DHA loss lower by >= 0.03 (our threshold; the paper: +13.93 % v2 / +24.85 % NeurIPS relative accuracy)",
+    "ours (notes §5, C12)",
+)
 P_NARROW_V2 = Published("up to 13.93 % better at 0.01 % budget -> 4 % better at 0.05 % (1B tokens)", ABS_V2)
 P_NARROW_NEURIPS = Published("up to 24.85 % better under a 0.2B-token budget; 2.3 % better overall", ABS_NEURIPS)
-P_ACCEL = Published("5x (arXiv v2) / 12x (NeurIPS) training acceleration", f"{ABS_V2}; {ABS_NEURIPS}",
-                    "our bar (>= 2x) is weaker than either")
-P_RETAIN = Published("97.6 % after 0.25 % of pre-training (both abstracts); 96.1 % after 2.5 % (NeurIPS PDF as "
-                     "quoted by the checklist)", f"{ABS_V2}; {ABS_NEURIPS}; {PDF_NEURIPS}")
+P_ACCEL = Published(
+    "5x (arXiv v2) / 12x (NeurIPS) training acceleration",
+    f"{ABS_V2}; {ABS_NEURIPS}",
+    "our bar (>= 2x) is weaker than either",
+)
+P_RETAIN = Published(
+    "97.6 % after 0.25 % of pre-training (both abstracts); 96.1 % after 2.5 % (NeurIPS PDF as quoted by the checklist)",
+    f"{ABS_V2}; {ABS_NEURIPS}; {PDF_NEURIPS}",
+)
 P_ABLATION = Published("full DHA best", f"Table 2 ({PDF_NEURIPS}, p. 7; LLaMA2-7B, 25 %); values not read")
-P_CKA_GQA = Published("DHA better than GQA with CKA grouping",
-                      f"Table A7 ({PDF_NEURIPS}, p. 23; LLaMA 7B, 25 %, 5B tokens); values not read")
+P_CKA_GQA = Published(
+    "DHA better than GQA with CKA grouping",
+    f"Table A7 ({PDF_NEURIPS}, p. 23; LLaMA 7B, 25 %, 5B tokens); values not read",
+)
 
 CT_TOL = 0.005  # loss tolerance of the ablation ordering (C16), as in the notebook's rule before this module
 EXACT_TOL = {"cpu": 1e-5, "cuda": 1e-4}  # float32; CUDA attention kernels round differently per shape
@@ -107,13 +127,23 @@ def per_seed(curve: pd.DataFrame, budget: float) -> pd.DataFrame:
         dh = g[g.arm == "DHA"].sort_values("tokens")
         after = dh[dh.phase != "fusion"]
         n_tok = float(dh.tokens.max())
-        adv = [float(np.interp(t, gq.tokens, gq.loss)) - float(v) for t, v in zip(after.tokens, after.loss)]
+        adv = [
+            float(np.interp(t, gq.tokens, gq.loss)) - float(v) for t, v in zip(after.tokens, after.loss, strict=True)
+        ]
         dfin = float(dh.loss.iloc[-1])
-        rows.append({"seed": int(s), "gqa_init": float(gq[gq.phase == "init"].loss.iloc[0]),
-                     "dha_init": float(dh[dh.phase == "init"].loss.iloc[0]),
-                     "gqa_final": float(np.interp(n_tok, gq.tokens, gq.loss)), "dha_final": dfin,
-                     "tokens": n_tok, "first_tokens": float(after.tokens.iloc[0]), "adv": adv,
-                     "accel": tokens_to_reach(gq.tokens, gq.loss, dfin) / n_tok})
+        rows.append(
+            {
+                "seed": int(s),
+                "gqa_init": float(gq[gq.phase == "init"].loss.iloc[0]),
+                "dha_init": float(dh[dh.phase == "init"].loss.iloc[0]),
+                "gqa_final": float(np.interp(n_tok, gq.tokens, gq.loss)),
+                "dha_final": dfin,
+                "tokens": n_tok,
+                "first_tokens": float(after.tokens.iloc[0]),
+                "adv": adv,
+                "accel": tokens_to_reach(gq.tokens, gq.loss, dfin) / n_tok,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -156,9 +186,12 @@ def exact_values(folder: Path) -> dict:
         c1 = read(folder, "c1_budgets")
         dec = c1.get("decode_max_abs_diff", pd.Series(dtype=float)).dropna()
         ok_dec = c1.get("decode_cache_bytes_ok", pd.Series(dtype=object)).dropna()
-        v["c1_ok"] = bool(((c1.k_heads == c1.target) & (c1.v_heads == c1.target)).all()
-                          and np.allclose(c1.kv_bytes_per_token, c1.budget_x_source_bytes, rtol=0, atol=1e-6)
-                          and ok_dec.astype(str).eq("True").all() and (dec < 1e-4).all())
+        v["c1_ok"] = bool(
+            ((c1.k_heads == c1.target) & (c1.v_heads == c1.target)).all()
+            and np.allclose(c1.kv_bytes_per_token, c1.budget_x_source_bytes, rtol=0, atol=1e-6)
+            and ok_dec.astype(str).eq("True").all()
+            and (dec < 1e-4).all()
+        )
         v["c1_n"] = len(c1)
         v["source"] = "exact_checks.csv"
         return v
@@ -171,30 +204,58 @@ def exact_values(folder: Path) -> dict:
     m3 = re.search(r"C3 collapse of identical members: DHA " + num + ", GQA " + num, text)
     m4 = re.search(r"C4 RoPE: scalar fusion " + num + r"; within-head mixing \(control\) " + num, text)
     m1 = re.search(r"C1 all budgets exact: (True|False)", text)
-    table = text[:m1.start()].split("decode_max_abs_diff")[-1]
-    return {"c1_ok": m1.group(1) == "True", "c1_n": sum(1 for ln in table.splitlines() if ln.strip()),
-            "c2_identity_fusion": float(m2.group(1)), "c3_collapse_dha": float(m3.group(1)),
-            "c3_collapse_gqa": float(m3.group(2)), "c4_rope_scalar": float(m4.group(1)),
-            "c4_rope_control": float(m4.group(2)), "source": "gpu_exec.log (the run predates exact_checks.csv)"}
+    table = text[: m1.start()].split("decode_max_abs_diff")[-1]
+    return {
+        "c1_ok": m1.group(1) == "True",
+        "c1_n": sum(1 for ln in table.splitlines() if ln.strip()),
+        "c2_identity_fusion": float(m2.group(1)),
+        "c3_collapse_dha": float(m3.group(1)),
+        "c3_collapse_gqa": float(m3.group(2)),
+        "c4_rope_scalar": float(m4.group(1)),
+        "c4_rope_control": float(m4.group(2)),
+        "source": "gpu_exec.log (the run predates exact_checks.csv)",
+    }
 
 
 # --------------------------------------------------------------------------------------------------- checks
 def add_checks(C: Claims, ex: dict, device: str) -> None:
     eps = EXACT_TOL.get(device, EXACT_TOL["cuda"])
     src = f"from {ex['source']}"
-    C.check("C1", "DHA and GQA keep the same total K+V heads (= budget x 2LH) and KV-cache bytes; cached decoding "
-            "of unique heads is exact", ex["c1_ok"], "exact" if ex["c1_ok"] else "mismatch", expected="exact",
-            note=f"{int(ex['c1_n'])} allocations, both models; {src}")
-    C.check("C2", "Fusion operators at the identity reproduce the MHA model", ex["c2_identity_fusion"] < eps,
-            f"{ex['c2_identity_fusion']:.1e}", expected=f"max |dlogit| < {eps:.0e} ({device})", note=src)
+    C.check(
+        "C1",
+        "DHA and GQA keep the same total K+V heads (= budget x 2LH) and KV-cache bytes; cached decoding "
+        "of unique heads is exact",
+        ex["c1_ok"],
+        "exact" if ex["c1_ok"] else "mismatch",
+        expected="exact",
+        note=f"{int(ex['c1_n'])} allocations, both models; {src}",
+    )
+    C.check(
+        "C2",
+        "Fusion operators at the identity reproduce the MHA model",
+        ex["c2_identity_fusion"] < eps,
+        f"{ex['c2_identity_fusion']:.1e}",
+        expected=f"max |dlogit| < {eps:.0e} ({device})",
+        note=src,
+    )
     c3 = max(ex["c3_collapse_dha"], ex["c3_collapse_gqa"])
-    C.check("C3", "Collapsing groups of identical heads is exact (DHA maps; GQA blocks)", c3 < eps, f"{c3:.1e}",
-            expected=f"max |dlogit| < {eps:.0e} ({device})",
-            note=f"DHA {ex['c3_collapse_dha']:.1e}, GQA {ex['c3_collapse_gqa']:.1e}; tolerance for the run's device "
-                 "(float32: 1e-5 on CPU, 1e-4 on CUDA, whose kernels round differently per shape); " + src)
-    C.check("C4", "Scalar per-head fusion commutes with RoPE",
-            ex["c4_rope_scalar"] < 1e-5 and ex["c4_rope_control"] > 1e-3, f"{ex['c4_rope_scalar']:.1e}",
-            expected="< 1e-05; control > 1e-3", note=f"control (within-head mixing) {ex['c4_rope_control']:.1f}; {src}")
+    C.check(
+        "C3",
+        "Collapsing groups of identical heads is exact (DHA maps; GQA blocks)",
+        c3 < eps,
+        f"{c3:.1e}",
+        expected=f"max |dlogit| < {eps:.0e} ({device})",
+        note=f"DHA {ex['c3_collapse_dha']:.1e}, GQA {ex['c3_collapse_gqa']:.1e}; tolerance for the run's device "
+        "(float32: 1e-5 on CPU, 1e-4 on CUDA, whose kernels round differently per shape); " + src,
+    )
+    C.check(
+        "C4",
+        "Scalar per-head fusion commutes with RoPE",
+        ex["c4_rope_scalar"] < 1e-5 and ex["c4_rope_control"] > 1e-3,
+        f"{ex['c4_rope_scalar']:.1e}",
+        expected="< 1e-05; control > 1e-3",
+        note=f"control (within-head mixing) {ex['c4_rope_control']:.1f}; {src}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the claims
@@ -203,16 +264,23 @@ def gap_r(seeds: pd.DataFrame, l_mha: float) -> np.ndarray:
 
 
 def r_evidence(seeds: pd.DataFrame, l_mha: float, b: float) -> Evidence:
-    return greater(f"gap closure r at {_fmt_b(b)}", seed_interval(gap_r(seeds, l_mha)), "seeds", 0.3,
-                   "r = (L_GQA,init - L_DHA,init) / (L_GQA,init - L_MHA) per seed; reproduced if the 95% t-interval "
-                   "over seeds lies above 0.3 (our threshold), not if at or below")
+    return greater(
+        f"gap closure r at {_fmt_b(b)}",
+        seed_interval(gap_r(seeds, l_mha)),
+        "seeds",
+        0.3,
+        "r = (L_GQA,init - L_DHA,init) / (L_GQA,init - L_MHA) per seed; reproduced if the 95% t-interval "
+        "over seeds lies above 0.3 (our threshold), not if at or below",
+    )
 
 
 def paired_less(stat: str, diffs, threshold: float = 0.0, rule: str | None = None) -> Evidence:
     return less(stat, seed_interval(diffs), "seeds", threshold, rule)
 
 
-def single_less(stat: str, diff: float, sd: float, df: int, threshold: float = 0.0, rule: str | None = None) -> Evidence:
+def single_less(
+    stat: str, diff: float, sd: float, df: int, threshold: float = 0.0, rule: str | None = None
+) -> Evidence:
     unit = f"seed (SD of the main arms' paired DHA - GQA difference borrowed, df {df})" if df >= 1 else "seed"
     return less(stat, borrowed_interval(diff, sd, df), unit, threshold, rule)
 
@@ -229,8 +297,13 @@ def redundancy_parts(f3b: pd.DataFrame) -> dict[str, Evidence]:
         for kind in ("K", "V"):
             r = d[d.kind == kind].sort_values("layer").redundancy.to_numpy()
             cv = lambda x: float(np.std(x, ddof=1) / np.mean(x))  # noqa: E731  (as the notebook: pandas std)
-            parts[f"{model}/{kind}"] = greater("CV over layers of mean pairwise CKA", bootstrap(r, cv), "layers", 0.05,
-                                               "bootstrap over layers; reproduced if the 95% interval lies above 0.05")
+            parts[f"{model}/{kind}"] = greater(
+                "CV over layers of mean pairwise CKA",
+                bootstrap(r, cv),
+                "layers",
+                0.05,
+                "bootstrap over layers; reproduced if the 95% interval lies above 0.05",
+            )
     return parts
 
 
@@ -242,11 +315,22 @@ def allocation_parts(f5: pd.DataFrame) -> dict[str, Evidence]:
     L = len(k)
     off = int(np.sum((k != uk) | (v != uv)))
     kv = int(np.sum(k != v))
-    return {"layers off uniform": greater("share of layers whose DHA K or V count differs from uniform",
-                                          wilson(off, L), "layers", 0.25,
-                                          "Wilson interval over layers; reproduced if it lies above 0.25"),
-            "K != V": greater("share of layers whose DHA K count differs from its V count", wilson(kv, L), "layers", 0.0,
-                              "Wilson interval over layers; reproduced if it lies above 0")}
+    return {
+        "layers off uniform": greater(
+            "share of layers whose DHA K or V count differs from uniform",
+            wilson(off, L),
+            "layers",
+            0.25,
+            "Wilson interval over layers; reproduced if it lies above 0.25",
+        ),
+        "K != V": greater(
+            "share of layers whose DHA K count differs from its V count",
+            wilson(kv, L),
+            "layers",
+            0.0,
+            "Wilson interval over layers; reproduced if it lies above 0",
+        ),
+    }
 
 
 def build(folder: Path, profile: str) -> Claims:
@@ -277,106 +361,214 @@ def build(folder: Path, profile: str) -> Claims:
 
     # C5 (hypothesis): gap closure at the first budget
     r0 = gap_r(S[b0], l_mha)
-    C.add("C5", f"DHA's initialisation recovers much of GQA's conversion loss (r >= 0.3, our threshold) at {_fmt_b(b0)}",
-          P_INIT_R, f"r per seed {np.round(r0, 3).tolist()}", r_evidence(S[b0], l_mha, b0), kind="hypothesis",
-          note=f"L_MHA {l_mha:.3f}, GQA init {S[b0].gqa_init.mean():.3f}, DHA init {S[b0].dha_init.mean():.3f} "
-               f"(means over {seeds_txt}); the paper reports no r: the threshold is ours")
+    C.add(
+        "C5",
+        f"DHA's initialisation recovers much of GQA's conversion loss (r >= 0.3, our threshold) at {_fmt_b(b0)}",
+        P_INIT_R,
+        f"r per seed {np.round(r0, 3).tolist()}",
+        r_evidence(S[b0], l_mha, b0),
+        kind="hypothesis",
+        note=f"L_MHA {l_mha:.3f}, GQA init {S[b0].gqa_init.mean():.3f}, DHA init {S[b0].dha_init.mean():.3f} "
+        f"(means over {seeds_txt}); the paper reports no r: the threshold is ours",
+    )
 
     # C6: learned fusion vs mean-pool of the same groups, at init (first seed)
     c6 = (float(main.loc["DHA", "init_loss"]), float(main.loc["DHA w/o fusion", "init_loss"]))
-    C.add("C6", "Learned fusion beats mean-pooling the same groups at initialisation", P_FUSION,
-          f"{c6[0]:.3f} vs {c6[1]:.3f}",
-          single_less("DHA minus DHA w/o fusion, init validation loss (first seed)", c6[0] - c6[1], sd_init, df_init),
-          note=one_seed)
+    C.add(
+        "C6",
+        "Learned fusion beats mean-pooling the same groups at initialisation",
+        P_FUSION,
+        f"{c6[0]:.3f} vs {c6[1]:.3f}",
+        single_less("DHA minus DHA w/o fusion, init validation loss (first seed)", c6[0] - c6[1], sd_init, df_init),
+        note=one_seed,
+    )
 
     # C7: non-uniform redundancy and allocation
     parts = {**redundancy_parts(f3b), **allocation_parts(f5)}
     kc = f5[(f5.model == "MHA source") & (f5.allocation == "DHA search")]
-    C.add("C7", "Redundancy is non-uniform over layers; DHA's allocation is non-uniform and differs between K and V",
-          P_NONUNIFORM, f"DHA K {kc[kc.kind == 'K'].sort_values('layer').heads.tolist()}, "
-                        f"V {kc[kc.kind == 'V'].sort_values('layer').heads.tolist()}",
-          compound(parts), note="each distinct model counted once (the gpu run's analysis model is the MHA source)")
+    C.add(
+        "C7",
+        "Redundancy is non-uniform over layers; DHA's allocation is non-uniform and differs between K and V",
+        P_NONUNIFORM,
+        f"DHA K {kc[kc.kind == 'K'].sort_values('layer').heads.tolist()}, "
+        f"V {kc[kc.kind == 'V'].sort_values('layer').heads.tolist()}",
+        compound(parts),
+        note="each distinct model counted once (the gpu run's analysis model is the MHA source)",
+    )
 
     # C8: fusion / CT split at a fixed total (first seed)
     i0, i1 = t3.iloc[0], t3.iloc[-1]
-    c8 = {f"init {int(a.fusion_steps)}->{int(b.fusion_steps)}":
-          single_less(f"init loss, {int(b.fusion_steps)} minus {int(a.fusion_steps)} fusion steps", float(b.init_loss - a.init_loss),
-                      sd_init, df_init)
-          for (_, a), (_, b) in zip(t3.iloc[:-1].iterrows(), t3.iloc[1:].iterrows())}
+    c8 = {
+        f"init {int(a.fusion_steps)}->{int(b.fusion_steps)}": single_less(
+            f"init loss, {int(b.fusion_steps)} minus {int(a.fusion_steps)} fusion steps",
+            float(b.init_loss - a.init_loss),
+            sd_init,
+            df_init,
+        )
+        for (_, a), (_, b) in itertools.pairwise(t3.iterrows())
+    }
     flat = float(i0.init_loss - i1.init_loss) - abs(float(i1.final_loss - i0.final_loss))
     sd_flat = math.hypot(sd_init, sd_final) if df_final >= 1 else math.nan
-    c8["final flatter"] = greater("init gain minus |final change|, fewest vs most fusion steps",
-                                  borrowed_interval(flat, sd_flat, min(df_init, df_final)), "seed (SD borrowed)", 0.0)
-    C.add("C8", "More fusion steps at a fixed total give a better init; the final loss varies less than the init", P_SPLIT,
-          f"init {t3.init_loss.round(3).tolist()}, final {t3.final_loss.round(3).tolist()}", compound(c8),
-          note=_join(f"fusion steps {t3.fusion_steps.tolist()}, first seed", one_seed))
+    c8["final flatter"] = greater(
+        "init gain minus |final change|, fewest vs most fusion steps",
+        borrowed_interval(flat, sd_flat, min(df_init, df_final)),
+        "seed (SD borrowed)",
+        0.0,
+    )
+    C.add(
+        "C8",
+        "More fusion steps at a fixed total give a better init; the final loss varies less than the init",
+        P_SPLIT,
+        f"init {t3.init_loss.round(3).tolist()}, final {t3.final_loss.round(3).tolist()}",
+        compound(c8),
+        note=_join(f"fusion steps {t3.fusion_steps.tolist()}, first seed", one_seed),
+    )
 
     # C9: equal budget, DHA vs GQA final loss, per seed
-    c9 = {_fmt_b(b): paired_less(f"DHA minus GQA final validation loss at {_fmt_b(b)}", S[b].dha_final - S[b].gqa_final)
-          for b in budgets}
-    C.add("C9", "At an equal (small) token budget DHA's loss is <= GQA's", P_EQUAL,
-          "; ".join(f"{_fmt_b(b)}: DHA {S[b].dha_final.mean():.3f} vs GQA {S[b].gqa_final.mean():.3f}" for b in budgets),
-          compound(c9), note=f"{S[b0].tokens.iloc[0] / 1e3:.0f}k tokens, {seeds_txt}")
+    c9 = {
+        _fmt_b(b): paired_less(f"DHA minus GQA final validation loss at {_fmt_b(b)}", S[b].dha_final - S[b].gqa_final)
+        for b in budgets
+    }
+    C.add(
+        "C9",
+        "At an equal (small) token budget DHA's loss is <= GQA's",
+        P_EQUAL,
+        "; ".join(f"{_fmt_b(b)}: DHA {S[b].dha_final.mean():.3f} vs GQA {S[b].gqa_final.mean():.3f}" for b in budgets),
+        compound(c9),
+        note=f"{S[b0].tokens.iloc[0] / 1e3:.0f}k tokens, {seeds_txt}",
+    )
 
     # C10: adaptive vs uniform (first seed)
     c10 = (float(main.loc["DHA", "final_loss"]), float(main.loc["DHA w/o adaptive", "final_loss"]))
     lite = f"; DHA-lite final {float(main.loc['DHA-lite', 'final_loss']):.3f}" if "DHA-lite" in main.index else ""
-    C.add("C10", "Adaptive allocation beats a uniform one (both with fusion)", P_ADAPTIVE, f"{c10[0]:.3f} vs {c10[1]:.3f}",
-          single_less("DHA minus DHA w/o adaptive, final validation loss (first seed)", c10[0] - c10[1], sd_final, df_final),
-          note=_join(f"init {c6[0]:.3f} vs {float(main.loc['DHA w/o adaptive', 'init_loss']):.3f}{lite}", one_seed))
+    C.add(
+        "C10",
+        "Adaptive allocation beats a uniform one (both with fusion)",
+        P_ADAPTIVE,
+        f"{c10[0]:.3f} vs {c10[1]:.3f}",
+        single_less(
+            "DHA minus DHA w/o adaptive, final validation loss (first seed)", c10[0] - c10[1], sd_final, df_final
+        ),
+        note=_join(f"init {c6[0]:.3f} vs {float(main.loc['DHA w/o adaptive', 'init_loss']):.3f}{lite}", one_seed),
+    )
 
     # C11 (hypothesis): r at both budgets
     if {0.25, 0.5} <= {round(float(b), 3) for b in budgets}:
-        C.add("C11", "r >= 0.3 (our threshold) at both 25 % and 50 % budgets", P_R_BOTH,
-              "; ".join(f"{_fmt_b(b)}: {np.mean(gap_r(S[b], l_mha)):.2f}" for b in budgets),
-              compound({_fmt_b(b): r_evidence(S[b], l_mha, b) for b in budgets}), kind="hypothesis",
-              note="MHA source of this profile, not Sheared-LLaMA-1.3B; the paper reports no r: the threshold is ours")
+        C.add(
+            "C11",
+            "r >= 0.3 (our threshold) at both 25 % and 50 % budgets",
+            P_R_BOTH,
+            "; ".join(f"{_fmt_b(b)}: {np.mean(gap_r(S[b], l_mha)):.2f}" for b in budgets),
+            compound({_fmt_b(b): r_evidence(S[b], l_mha, b) for b in budgets}),
+            kind="hypothesis",
+            note="MHA source of this profile, not Sheared-LLaMA-1.3B; the paper reports no r: the threshold is ours",
+        )
     else:
-        C.untestable("C11", "r >= 0.3 (our threshold) at both 25 % and 50 % budgets", P_R_BOTH,
-                     f"this profile trains the {', '.join(_fmt_b(b) for b in budgets)} budget only (gpu runs both)",
-                     kind="hypothesis")
+        C.untestable(
+            "C11",
+            "r >= 0.3 (our threshold) at both 25 % and 50 % budgets",
+            P_R_BOTH,
+            f"this profile trains the {', '.join(_fmt_b(b) for b in budgets)} budget only (gpu runs both)",
+            kind="hypothesis",
+        )
 
     # C12 (hypothesis): the advantage at DHA's first deployable point >= 0.03
-    c12 = {_fmt_b(b): greater(f"GQA minus DHA loss at DHA's first point after collapse, {_fmt_b(b)}",
-                              seed_interval([a[0] for a in S[b].adv]), "seeds", 0.03) for b in budgets}
-    C.add("C12", "At the smallest equal budget DHA's loss is lower than GQA's by >= 0.03 (our threshold)", P_LOW_BUDGET,
-          "; ".join(f"{_fmt_b(b)}: {np.mean([a[0] for a in S[b].adv]):+.3f}" for b in budgets), compound(c12),
-          kind="hypothesis", note=f"at {S[b0].first_tokens.iloc[0] / 1e3:.0f}k tokens, {seeds_txt}; the margin is ours")
+    c12 = {
+        _fmt_b(b): greater(
+            f"GQA minus DHA loss at DHA's first point after collapse, {_fmt_b(b)}",
+            seed_interval([a[0] for a in S[b].adv]),
+            "seeds",
+            0.03,
+        )
+        for b in budgets
+    }
+    C.add(
+        "C12",
+        "At the smallest equal budget DHA's loss is lower than GQA's by >= 0.03 (our threshold)",
+        P_LOW_BUDGET,
+        "; ".join(f"{_fmt_b(b)}: {np.mean([a[0] for a in S[b].adv]):+.3f}" for b in budgets),
+        compound(c12),
+        kind="hypothesis",
+        note=f"at {S[b0].first_tokens.iloc[0] / 1e3:.0f}k tokens, {seeds_txt}; the margin is ours",
+    )
 
     # C13: the advantage narrows as tokens grow; one row per paper version (same test, different published claim)
-    ours13 = "; ".join(f"{_fmt_b(b)}: " + ", ".join(f"{v:+.3f}" for v in np.mean(np.vstack(S[b].adv), axis=0))
-                       for b in budgets)
+    ours13 = "; ".join(
+        f"{_fmt_b(b)}: " + ", ".join(f"{v:+.3f}" for v in np.mean(np.vstack(S[b].adv), axis=0)) for b in budgets
+    )
     for cid, pub in (("C13a", P_NARROW_V2), ("C13b", P_NARROW_NEURIPS)):
         narrowing(C, cid, pub, S, budgets, ours13)
 
     # C14: acceleration
-    c14 = {_fmt_b(b): greater(f"tokens GQA needs to reach DHA's final loss / DHA's tokens, {_fmt_b(b)}",
-                              seed_interval(S[b].accel), "seeds", 2.0) for b in budgets}
+    c14 = {
+        _fmt_b(b): greater(
+            f"tokens GQA needs to reach DHA's final loss / DHA's tokens, {_fmt_b(b)}",
+            seed_interval(S[b].accel),
+            "seeds",
+            2.0,
+        )
+        for b in budgets
+    }
     inf = any(np.isinf(S[b].accel).any() for b in budgets)
-    C.add("C14", "GQA needs >= 2x DHA's tokens to reach DHA's loss", P_ACCEL,
-          "; ".join(f"{_fmt_b(b)}: {S[b].accel.mean():.2f}x" for b in budgets), compound(c14),
-          note="read off each seed's loss-vs-tokens curves" + ("; inf = GQA never reached it (dropped)" if inf else ""))
+    C.add(
+        "C14",
+        "GQA needs >= 2x DHA's tokens to reach DHA's loss",
+        P_ACCEL,
+        "; ".join(f"{_fmt_b(b)}: {S[b].accel.mean():.2f}x" for b in budgets),
+        compound(c14),
+        note="read off each seed's loss-vs-tokens curves" + ("; inf = GQA never reached it (dropped)" if inf else ""),
+    )
 
     dha_acc = float(t1[(t1.model == "MHA source") & (t1.method == "DHA") & np.isclose(t1.budget, b0)].final_acc.iloc[0])
-    C.untestable("C15", "DHA-25 % keeps 97.6 % of the MHA model's zero-shot average after 0.25 % of pre-training",
-                 P_RETAIN, f"needs LLaMA2-7B, 5B tokens and lm-eval tasks; here DHA {_fmt_b(b0)} next-token accuracy / MHA "
-                           f"= {dha_acc / acc_mha:.3f} after {S[b0].tokens.iloc[0] / 1e3:.0f}k tokens")
+    C.untestable(
+        "C15",
+        "DHA-25 % keeps 97.6 % of the MHA model's zero-shot average after 0.25 % of pre-training",
+        P_RETAIN,
+        f"needs LLaMA2-7B, 5B tokens and lm-eval tasks; here DHA {_fmt_b(b0)} next-token accuracy / MHA "
+        f"= {dha_acc / acc_mha:.3f} after {S[b0].tokens.iloc[0] / 1e3:.0f}k tokens",
+    )
 
     # C16: ablation ordering (first seed), decided on the final loss
-    abl = {a: (float(main.loc[a, "final_loss"]), float(main.loc[a, "final_acc"])) for a in ("DHA", "DHA w/o adaptive", "DHA w/o fusion")}
-    c16 = {a: single_less(f"DHA minus {a}, final validation loss (first seed)", abl["DHA"][0] - abl[a][0], sd_final, df_final,
-                          CT_TOL, f"reproduced if the interval lies below +{CT_TOL} (tolerance); not if at or above")
-           for a in ("DHA w/o adaptive", "DHA w/o fusion")}
-    C.add("C16", "Ablations ordered: full DHA >= w/o adaptive and >= w/o fusion (loss within 0.005)", P_ABLATION,
-          ", ".join(f"{a} acc {v[1]:.4f} / loss {v[0]:.3f}" for a, v in abl.items()), compound(c16), tolerance=f"{CT_TOL}",
-          note=_join("decided on the final loss; the accuracy (in our value) has no per-seed record in the gpu run", one_seed))
+    abl = {
+        a: (float(main.loc[a, "final_loss"]), float(main.loc[a, "final_acc"]))
+        for a in ("DHA", "DHA w/o adaptive", "DHA w/o fusion")
+    }
+    c16 = {
+        a: single_less(
+            f"DHA minus {a}, final validation loss (first seed)",
+            abl["DHA"][0] - abl[a][0],
+            sd_final,
+            df_final,
+            CT_TOL,
+            f"reproduced if the interval lies below +{CT_TOL} (tolerance); not if at or above",
+        )
+        for a in ("DHA w/o adaptive", "DHA w/o fusion")
+    }
+    C.add(
+        "C16",
+        "Ablations ordered: full DHA >= w/o adaptive and >= w/o fusion (loss within 0.005)",
+        P_ABLATION,
+        ", ".join(f"{a} acc {v[1]:.4f} / loss {v[0]:.3f}" for a, v in abl.items()),
+        compound(c16),
+        tolerance=f"{CT_TOL}",
+        note=_join(
+            "decided on the final loss; the accuracy (in our value) has no per-seed record in the gpu run", one_seed
+        ),
+    )
 
     # C17: CKA-grouped GQA vs DHA (first seed)
     a7i = a7.set_index("arm")
     c17 = (float(a7i.loc["GQA + CKA grouping", "final_loss"]), float(a7i.loc["DHA", "final_loss"]))
-    C.add("C17", "GQA with CKA grouping is no better than DHA", P_CKA_GQA, f"CKA-GQA {c17[0]:.3f} vs DHA {c17[1]:.3f}",
-          single_less("DHA minus GQA + CKA grouping, final validation loss (first seed)", c17[1] - c17[0], sd_final, df_final),
-          note=_join("final validation loss", one_seed))
+    C.add(
+        "C17",
+        "GQA with CKA grouping is no better than DHA",
+        P_CKA_GQA,
+        f"CKA-GQA {c17[0]:.3f} vs DHA {c17[1]:.3f}",
+        single_less(
+            "DHA minus GQA + CKA grouping, final validation loss (first seed)", c17[1] - c17[0], sd_final, df_final
+        ),
+        note=_join("final validation loss", one_seed),
+    )
     return C
 
 
@@ -389,13 +581,28 @@ def narrowing(C: Claims, cid: str, pub: Published, S: dict, budgets, ours: str) 
         C.untestable(cid, stmt, pub, "fewer than 2 evaluations after collapse", ours=ours)
         return
     if not all(math.isfinite(iv[1]) and iv[1] > 0 for iv in first.values()):
-        C.inconclusive(cid, stmt, pub, ours,
-                       "premise not established: DHA's lead over GQA at its first point after collapse is not shown "
-                       "(its seed interval must lie above 0; GQA minus DHA "
-                       + "; ".join(f"{_fmt_b(b)}: {_ci(iv)}" for b, iv in first.items()) + ")",
-                       statistic="GQA minus DHA loss at DHA's first point after collapse", n=first[budgets[0]][3],
-                       unit="seeds", rule="premise: the interval lies above 0; then the last-minus-first change must lie below 0")
+        C.inconclusive(
+            cid,
+            stmt,
+            pub,
+            ours,
+            "premise not established: DHA's lead over GQA at its first point after collapse is not shown "
+            "(its seed interval must lie above 0; GQA minus DHA "
+            + "; ".join(f"{_fmt_b(b)}: {_ci(iv)}" for b, iv in first.items())
+            + ")",
+            statistic="GQA minus DHA loss at DHA's first point after collapse",
+            n=first[budgets[0]][3],
+            unit="seeds",
+            rule="premise: the interval lies above 0; then the last-minus-first change must lie below 0",
+        )
         return
-    parts = {_fmt_b(b): less("change of GQA minus DHA loss, last minus first point after collapse",
-                             seed_interval([a[-1] - a[0] for a in S[b].adv]), "seeds", 0.0) for b in budgets}
+    parts = {
+        _fmt_b(b): less(
+            "change of GQA minus DHA loss, last minus first point after collapse",
+            seed_interval([a[-1] - a[0] for a in S[b].adv]),
+            "seeds",
+            0.0,
+        )
+        for b in budgets
+    }
     C.add(cid, stmt, pub, ours, compound(parts))

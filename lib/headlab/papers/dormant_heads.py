@@ -23,13 +23,14 @@ Pieces, in the order a notebook uses them:
 * data: ``generated_mc`` (deterministic multiple-choice items a 135M model answers well above
   chance) and ``BigramBackcopy`` (the toy task of Guo et al. 2024 for the pretraining dynamics).
 """
+
 from __future__ import annotations
 
-import math
+import itertools
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -79,8 +80,9 @@ def ahon_ln(view):
 def _pattern_rows(view: H.HeadView):
     a = view.pattern
     if a is None:
-        raise H.AttentionImplError("this score needs attention weights: intervene(..., needs=('pattern',)) "
-                                   "on an eager-attention model")
+        raise H.AttentionImplError(
+            "this score needs attention weights: intervene(..., needs=('pattern',)) on an eager-attention model"
+        )
     a = a.float()  # [batch, head, q, k]
     m = _valid(view, a.shape[0], a.shape[2], a.device)
     return a, m
@@ -212,6 +214,7 @@ def check_scores(names: Sequence[str]):
 # tasks: multiple choice or next-token loss
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Task:
     """An evaluation whose forwards are the "inputs" of the protocol.
@@ -246,8 +249,9 @@ class Task:
                 r = mc_accuracy(model, tok, self.items, bos=self.bos, batch_size=self.batch_size)
             return {"metric": 100.0 * r["acc"], "per_item": r["correct"].astype(bool)}
         if self.kind == "nll":
-            nll = ev.token_nll(model, tok, self.items, bos=self.bos, max_len=self.max_len,
-                               batch_size=self.batch_size, progress=False)
+            nll = ev.token_nll(
+                model, tok, self.items, bos=self.bos, max_len=self.max_len, batch_size=self.batch_size, progress=False
+            )
             return {"metric": float(np.concatenate(nll).mean()), "per_item": nll}
         raise ValueError(f"task kind must be 'mc' or 'nll', not {self.kind!r}")
 
@@ -267,7 +271,7 @@ def mc_logprobs(model, tok, items: Sequence[MCItem], bos: bool, batch_size: int 
     out = np.zeros(len(pairs))
     order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         ids, valid = ev.pad([pairs[i][0] + pairs[i][1] for i in idx])  # the core's right-padding
         with H.token_mask(valid.to(dev)):
             h = ev.final_hidden(model, ids.to(dev))
@@ -291,7 +295,7 @@ def mc_accuracy(model, tok, items: Sequence[MCItem], bos: bool, batch_size: int 
     correct, k = [], 0
     for it in items:
         n = len(it.choices)
-        correct.append(int(np.argmax(lp[k:k + n])) == it.answer)
+        correct.append(int(np.argmax(lp[k : k + n])) == it.answer)
         k += n
     return {"acc": float(np.mean(correct)), "correct": np.array(correct), "logprobs": lp, "n": len(items)}
 
@@ -309,6 +313,7 @@ def metric_from_items(task: Task, per_item, idx=None) -> float:
 # --------------------------------------------------------------------------------------------
 # calibration (unablated pass, all scores) and thresholds
 # --------------------------------------------------------------------------------------------
+
 
 class _Recorder:
     """An edit that records scores per layer and changes nothing."""
@@ -385,6 +390,7 @@ def flagged(scores: np.ndarray, tau: float, flag_high: bool) -> np.ndarray:
 # per-input in-pass zeroing
 # --------------------------------------------------------------------------------------------
 
+
 class Selector:
     """``select(view) -> bool [batch, head]`` for ``heads.zero_where``: flags heads of this
     forward whose score is past ``tau``; counts what it flagged for the achieved %."""
@@ -431,8 +437,16 @@ def ablate(model, tok, task: Task, name: str, tau: float, seed: int = 0):
     return r, sel
 
 
-def sweep(model, tok, task: Task, names: Sequence[str], quantiles: Sequence[float], calib: Calibration,
-          model_name: str = "", seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def sweep(
+    model,
+    tok,
+    task: Task,
+    names: Sequence[str],
+    quantiles: Sequence[float],
+    calib: Calibration,
+    model_name: str = "",
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
     """One ablated run per (score, nominal quantile > 0); the 0% point is the unablated baseline.
 
     Returns the curve table (one row per point) and ``per_item[(score, p)]`` for bootstraps, plus
@@ -448,9 +462,20 @@ def sweep(model, tok, task: Task, names: Sequence[str], quantiles: Sequence[floa
             else:
                 r, sel = ablate(model, tok, task, n, taus[n, p], seed=seed + int(round(1000 * p)))
                 pct, f = sel.achieved_pct(), sel.head_frequency()
-            rows.append({"model": model_name, "task": task.name, "score": n, "label": SCORES[n].abbr,
-                         "quantile": p, "threshold": taus[n, p], "achieved_pct": pct, "metric": r["metric"],
-                         "baseline": calib.baseline, "seconds": time.perf_counter() - t0})
+            rows.append(
+                {
+                    "model": model_name,
+                    "task": task.name,
+                    "score": n,
+                    "label": SCORES[n].abbr,
+                    "quantile": p,
+                    "threshold": taus[n, p],
+                    "achieved_pct": pct,
+                    "metric": r["metric"],
+                    "baseline": calib.baseline,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
             per_item[n, p] = r["per_item"]
             freq[n, p] = f
     return pd.DataFrame(rows), {"per_item": per_item, "freq": freq}
@@ -459,6 +484,7 @@ def sweep(model, tok, task: Task, names: Sequence[str], quantiles: Sequence[floa
 # --------------------------------------------------------------------------------------------
 # statistics (the ICLR notebook's definitions)
 # --------------------------------------------------------------------------------------------
+
 
 def largest_within(xs: Sequence[float], ys: Sequence[float], baseline: float, tol: float = 1.0) -> float:
     """Largest % zeroed within ``tol`` of ``baseline``: the x of the **last** crossing of the
@@ -471,7 +497,7 @@ def largest_within(xs: Sequence[float], ys: Sequence[float], baseline: float, to
     c = baseline - tol
     last = xs[0] if ys[0] == c else None
     for i in range(len(xs) - 1):
-        (x1, x2), (y1, y2) = xs[i:i + 2], ys[i:i + 2]
+        (x1, x2), (y1, y2) = xs[i : i + 2], ys[i : i + 2]
         if (y1 - c) * (y2 - c) < 0:
             last = x1 + (c - y1) * (x2 - x1) / (y2 - y1)
         if y2 == c:
@@ -511,15 +537,30 @@ def curve_stats(curves: pd.DataFrame, tol_mc: float = 1.0, tol_nll_rel: float = 
             ys_, base_, tol = -ys, -base, tol_nll_rel * base
         else:
             ys_, base_, tol = ys, base, tol_mc
-        rows.append({"model": m, "task": t, "score": s, "label": g.label.iloc[0],
-                     "within_tol_pct": largest_within(xs, ys_, base_, tol),
-                     "stays_within": stays_within(ys_, base_, tol),
-                     "auc": normalised_auc(xs, ys_), "max_achieved_pct": float(xs.max())})
+        rows.append(
+            {
+                "model": m,
+                "task": t,
+                "score": s,
+                "label": g.label.iloc[0],
+                "within_tol_pct": largest_within(xs, ys_, base_, tol),
+                "stays_within": stays_within(ys_, base_, tol),
+                "auc": normalised_auc(xs, ys_),
+                "max_achieved_pct": float(xs.max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def bootstrap_within(task: Task, curves: pd.DataFrame, per_item: dict, score: str, n_boot: int = 200,
-                     seed: int = 0, tol: float | None = None) -> tuple[float, float]:
+def bootstrap_within(
+    task: Task,
+    curves: pd.DataFrame,
+    per_item: dict,
+    score: str,
+    n_boot: int = 200,
+    seed: int = 0,
+    tol: float | None = None,
+) -> tuple[float, float]:
     """95% bootstrap interval (items resampled) of ``largest_within`` for one score's curve."""
     g = curves[curves.score == score].sort_values("quantile")
     xs = g.achieved_pct.values
@@ -610,8 +651,15 @@ def selection_overlap(scores: dict[str, np.ndarray], names: Sequence[str], p: fl
         for b in names:
             A, B = sets[a], sets[b]
             inter, defined = float((A & B).sum()), bool(A.any() and B.any())
-            rows.append({"a": a, "b": b, "iou": inter / float((A | B).sum()) if defined else float("nan"),
-                         "precision": inter / float(A.sum()) if defined else float("nan"), "frac_a": float(A.mean())})
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "iou": inter / float((A | B).sum()) if defined else float("nan"),
+                    "precision": inter / float(A.sum()) if defined else float("nan"),
+                    "frac_a": float(A.mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -647,11 +695,52 @@ def permutation_test(values: np.ndarray, labels: Sequence, n_perm: int = 2000, s
 # --------------------------------------------------------------------------------------------
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
-WORDS = ["apple", "river", "stone", "cloud", "table", "horse", "paper", "green", "music", "chair", "bread",
-         "light", "water", "glass", "tiger", "house", "ocean", "pencil", "garden", "window", "candle", "forest",
-         "bottle", "rabbit", "silver", "jacket", "planet", "mirror", "orange", "ladder"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "table",
+    "horse",
+    "paper",
+    "green",
+    "music",
+    "chair",
+    "bread",
+    "light",
+    "water",
+    "glass",
+    "tiger",
+    "house",
+    "ocean",
+    "pencil",
+    "garden",
+    "window",
+    "candle",
+    "forest",
+    "bottle",
+    "rabbit",
+    "silver",
+    "jacket",
+    "planet",
+    "mirror",
+    "orange",
+    "ladder",
+]
 # (prompt, answer, three distractors): facts and word relations a small LM has seen many times
 CLOZE = [
     ("The opposite of hot is", "cold", ["blue", "fast", "tall"]),
@@ -740,6 +829,7 @@ def generated_mc(n_per_kind: int, seed: int = 0, kinds: Sequence[str] = MC_KINDS
 # pretraining dynamics on a toy task: Bigram-Backcopy (Guo et al. 2024)
 # --------------------------------------------------------------------------------------------
 
+
 class BigramBackcopy:
     """Token 0 is ⟨bos⟩; tokens 1..V are content. After ⟨bos⟩ and every non-trigger token, the
     next token follows a fixed random bigram table (sparse rows, so it is predictable); after a
@@ -755,7 +845,7 @@ class BigramBackcopy:
         self.P = np.zeros((vocab + 1, vocab + 1))
         self.P[:, 1:] = P
         self.P[0] = 0
-        self.P[0, 1 + n_triggers:] = 1.0 / (vocab - n_triggers)  # first token: never a trigger
+        self.P[0, 1 + n_triggers :] = 1.0 / (vocab - n_triggers)  # first token: never a trigger
         self.P /= self.P.sum(1, keepdims=True)
         self.is_trigger = np.zeros(vocab + 1, bool)
         self.is_trigger[self.triggers] = True
@@ -767,8 +857,9 @@ class BigramBackcopy:
     def vocab_size(self) -> int:
         return self.V + 1
 
-    def sample(self, n: int, length: int, seed: int, trigger_free: bool = False,
-               trigger_boost: float = 1.0) -> np.ndarray:
+    def sample(
+        self, n: int, length: int, seed: int, trigger_free: bool = False, trigger_boost: float = 1.0
+    ) -> np.ndarray:
         """``[n, length]`` sequences starting with ⟨bos⟩."""
         rng = np.random.default_rng(seed)
         P = self.P_free if trigger_free else self.P
@@ -798,10 +889,12 @@ class BigramBackcopy:
 
 def bb_batches(task: BigramBackcopy, batch: int, length: int, seed: int = 0, trigger_boost: float = 1.0):
     """``get_batch(step) -> (x, y)`` for ``headlab.train.train``."""
+
     def get(step):
         s = task.sample(batch, length + 1, seed=seed * 100_003 + step, trigger_boost=trigger_boost)
         t = torch.as_tensor(s)
         return t[:, :-1], t[:, 1:]
+
     return get
 
 
@@ -830,17 +923,18 @@ def model_scores(model, ids: torch.Tensor, names: Sequence[str]) -> dict[str, np
 
 def flip_rate(states: Sequence[np.ndarray]) -> list[float]:
     """Fraction of (input, layer, head) states that change between consecutive checkpoints."""
-    return [float((a != b).mean()) for a, b in zip(states[:-1], states[1:])]
+    return [float((a != b).mean()) for a, b in itertools.pairwise(states)]
 
 
 def final_level(frac: Sequence[float], tail: float = 0.2) -> float:
     """The level a noisy training curve ends at: the mean of its last ``tail`` fraction of checkpoints."""
     frac = np.asarray(frac, float)
-    return float(frac[-max(1, int(round(tail * len(frac)))):].mean())
+    return float(frac[-max(1, int(round(tail * len(frac)))) :].mean())
 
 
-def plateau_step(steps: Sequence[int], frac: Sequence[float], level: float = 0.8, window: int = 3,
-                 tail: float = 0.2) -> int | None:
+def plateau_step(
+    steps: Sequence[int], frac: Sequence[float], level: float = 0.8, window: int = 3, tail: float = 0.2
+) -> int | None:
     """When a noisy curve reaches its plateau: the first checkpoint from which the rolling mean
     (``window`` checkpoints, trailing) stays at or above ``level`` x the final level (``final_level``).
     None when the final level is 0 (nothing emerged)."""
@@ -848,7 +942,7 @@ def plateau_step(steps: Sequence[int], frac: Sequence[float], level: float = 0.8
     final = final_level(frac, tail)
     if final <= 0:
         return None
-    roll = np.array([frac[max(0, i - window + 1):i + 1].mean() for i in range(len(frac))])
+    roll = np.array([frac[max(0, i - window + 1) : i + 1].mean() for i in range(len(frac))])
     ok = roll >= level * final
     for i in range(len(frac)):
         if ok[i:].all():
@@ -860,39 +954,68 @@ def plateau_step(steps: Sequence[int], frac: Sequence[float], level: float = 0.8
 # speed: dynamic zeroing against a plain forward
 # --------------------------------------------------------------------------------------------
 
-def overhead(model, ids: torch.Tensor, taus: dict[str, float], repeats: int = 3) -> pd.DataFrame:
-    """Seconds of the body forward plain and with per-input zeroing by each score in ``taus``
-    (name -> threshold; scores computed in the same forward): one warm-up each, then ``repeats``
-    interleaved rounds, best of each; the ratio is to the plain forward of the same run."""
+
+def overhead(model, ids: torch.Tensor, taus: dict[str, float], pairs: int = 3) -> pd.DataFrame:
+    """Time of the body forward with per-input zeroing by each score in ``taus`` (name -> threshold;
+    scores computed in the same forward) over a plain forward, by the benchmark harness: ``pairs``
+    interleaved A B B A quads after a warm-up; median ratio, IQR and 95 % interval of the median."""
+    from ..bench import paired
+
     def plain():
         with torch.no_grad():
             ev.final_hidden(model, ids)
 
     def zeroed(name):
         def run():
-            with torch.no_grad(), H.intervene(model, H.zero_where(Selector(name, taus[name])), needs=SCORES[name].needs):
+            with (
+                torch.no_grad(),
+                H.intervene(model, H.zero_where(Selector(name, taus[name])), needs=SCORES[name].needs),
+            ):
                 ev.final_hidden(model, ids)
+
         return run
 
-    fns = {"plain": plain} | {n: zeroed(n) for n in taus}
-    best = {k: float("inf") for k in fns}
-    for r in range(repeats + 1):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            if r:  # round 0 is the warm-up
-                best[k] = min(best[k], time.perf_counter() - t)
-    return pd.DataFrame([{"score": k, "seconds": v, "ratio": v / best["plain"]} for k, v in best.items()])
+    rows = []
+    for name in taus:
+        r = paired(plain, zeroed(name), pairs)
+        rows.append(
+            {
+                "score": name,
+                "ratio": r["median"],
+                "q25": r["q25"],
+                "q75": r["q75"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "pairs": pairs,
+                "plain_seconds": r["base_median_s"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
 # helpers for the notebook: training with checkpoint scoring, curve comparisons, data
 # --------------------------------------------------------------------------------------------
 
-def train_dynamics(task: BigramBackcopy, cfg, steps: int, every: int, lr: float, batch: int, seq: int,
-                   eval_ids: np.ndarray, eval_labels: Sequence[str], taus: dict[str, float], seed: int = 0,
-                   model=None, trigger_boost: float = 1.0, warmup: int = 20, min_lr_ratio: float = 0.1,
-                   desc: str = "BB"):
+
+def train_dynamics(
+    task: BigramBackcopy,
+    cfg,
+    steps: int,
+    every: int,
+    lr: float,
+    batch: int,
+    seq: int,
+    eval_ids: np.ndarray,
+    eval_labels: Sequence[str],
+    taus: dict[str, float],
+    seed: int = 0,
+    model=None,
+    trigger_boost: float = 1.0,
+    warmup: int = 20,
+    min_lr_ratio: float = 0.1,
+    desc: str = "BB",
+):
     """Train a headlab model on Bigram-Backcopy and score it at checkpoints every ``every`` steps
     (and at step 0) on ``eval_ids``. ``taus``: score name -> fixed threshold (direction from SCORES).
 
@@ -925,10 +1048,23 @@ def train_dynamics(task: BigramBackcopy, cfg, steps: int, every: int, lr: float,
 
     model.eval()
     score(0, model)
-    tc = TrainConfig(steps=steps, lr=lr, warmup=warmup, min_lr_ratio=min_lr_ratio, eval_every=10 ** 9,
-                     checkpoint_every=every, seed=seed)
-    train(model, bb_batches(task, batch, seq, seed=seed, trigger_boost=trigger_boost), tc,
-          on_checkpoint=score, progress=True, desc=desc)
+    tc = TrainConfig(
+        steps=steps,
+        lr=lr,
+        warmup=warmup,
+        min_lr_ratio=min_lr_ratio,
+        eval_every=10**9,
+        checkpoint_every=every,
+        seed=seed,
+    )
+    train(
+        model,
+        bb_batches(task, batch, seq, seed=seed, trigger_boost=trigger_boost),
+        tc,
+        on_checkpoint=score,
+        progress=True,
+        desc=desc,
+    )
     return model, pd.DataFrame(log), states
 
 
@@ -938,8 +1074,12 @@ def dominates(curves: pd.DataFrame, a: str, b: str, grid: Sequence[float], highe
     if mc.empty:
         return {"holds": False, "n": 0, "min_margin": float("nan"), "mean_margin": float("nan")}
     margin = (mc[a] - mc[b]) * (1 if higher_is_better else -1)
-    return {"holds": bool((margin > 0).all()), "n": len(mc), "min_margin": float(margin.min()),
-            "mean_margin": float(margin.mean())}
+    return {
+        "holds": bool((margin > 0).all()),
+        "n": len(mc),
+        "min_margin": float(margin.min()),
+        "mean_margin": float(margin.mean()),
+    }
 
 
 def rel_spread(x: Sequence[float]) -> float:
@@ -959,8 +1099,14 @@ def restrict_models(P, names: Sequence[str]):
     if not names or bad:
         raise ProfileError(f"models must be a non-empty subset of this profile's {P.models}; got {names}")
     keep = [i for i, n in enumerate(P.models) if n in names]
-    return Params({**P, "models": [P.models[i] for i in keep], "mc_scores": [P.mc_scores[i] for i in keep],
-                   "nll_models": min(P.nll_models, len(keep))})
+    return Params(
+        {
+            **P,
+            "models": [P.models[i] for i in keep],
+            "mc_scores": [P.mc_scores[i] for i in keep],
+            "nll_models": min(P.nll_models, len(keep)),
+        }
+    )
 
 
 def bos_for(name: str, tok) -> bool:
@@ -1026,7 +1172,7 @@ def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.Data
             continue
         nll = "nll" in task
 
-        def vals(v):
+        def vals(v, nll=nll):  # called within this iteration only
             if nll:
                 return [float(np.sum(a)) for a in v], [len(a) for a in v]
             v = np.asarray(v).astype(int)
@@ -1041,8 +1187,9 @@ def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def threshold_bootstrap(cal: dict, combos: Sequence[tuple[str, str, float]], n_boot: int = 200,
-                        seed: int = 0) -> pd.DataFrame:
+def threshold_bootstrap(
+    cal: dict, combos: Sequence[tuple[str, str, float]], n_boot: int = 200, seed: int = 0
+) -> pd.DataFrame:
     """Quantile thresholds recomputed on calibration inputs resampled with replacement (the forwards of
     the unablated pass are the unit): ``combos`` = (dataset, score, p); one resample per (model, dataset)
     and replicate, shared by every score and p of that pass. Rows: model, dataset, score, p, rep, threshold."""
@@ -1056,8 +1203,16 @@ def threshold_bootstrap(cal: dict, combos: Sequence[tuple[str, str, float]], n_b
         for r in range(n_boot):
             idx = rng.integers(0, n, n)
             for s, p in mine:
-                rows.append({"model": model, "dataset": dataset, "score": s, "p": p, "rep": r,
-                             "threshold": threshold(c.scores[s][idx], p, SCORES[s].flag_high)})
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "score": s,
+                        "p": p,
+                        "rep": r,
+                        "threshold": threshold(c.scores[s][idx], p, SCORES[s].flag_high),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -15,6 +15,7 @@ carries a 95 % interval over its unit of replication:
 CSVs read: appfig_grid (every swept curve), per_item, table2, thresholds, threshold_boot, calibration,
 wasserstein, overlap, v1_dynamics_inputs, v1_text_type, run_params.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,28 +35,40 @@ V1 = "arXiv v1 abstract"
 CHANCE_MC = 25.0  # 4-way generated multiple choice
 
 # ------------------------------------------------------------------------------------ the paper's numbers
-C1_PUB = Published("best head-output-type function 12.18% vs AWFT 4.61% within 1 pt (14-model average)",
-                   f"Table 2, {V4} (authors' notebook output)")
-C2_PUB = Published("-6.8 (Qwen2.5-14B) to -18.3 pt (Llama-3.2-3B)", f"Fig. 4 / appendix grid, {V4}",
-                   note="paper value: drops interpolated at 10% from the published 7-point MMLU curves "
-                        "(Qwen2.5-7B-Instruct is -18.1)")
+C1_PUB = Published(
+    "best head-output-type function 12.18% vs AWFT 4.61% within 1 pt (14-model average)",
+    f"Table 2, {V4} (authors' notebook output)",
+)
+C2_PUB = Published(
+    "-6.8 (Qwen2.5-14B) to -18.3 pt (Llama-3.2-3B)",
+    f"Fig. 4 / appendix grid, {V4}",
+    note="paper value: drops interpolated at 10% from the published 7-point MMLU curves (Qwen2.5-7B-Instruct is -18.1)",
+)
 C2_MIN_DROP = 5.0  # the claim: at least 5 pt on every model
-C3_PUB = Published("-0.8 to +0.2 pt (Llama-3.1-8B-Instruct -0.8; Llama-3.1-8B, Llama-3.2-3B-Instruct, OLMo-2-7B "
-                   "SFT/DPO/Instruct); not within 1 pt for Qwen2.5, OLMo-2 base, Llama-3.2-3B",
-                   f"appendix grid, {V4}", note="paper value interpolated at 10% from the published curves")
-C4_PUB = Published("rel. spread of 15% thresholds over MMLU/PIQA/WinoGrande: AHON-LN 0.08 vs AWFT 1.25 "
-                   "(OLMo-2-7B-Instruct)", "thresholds.json (authors' code, ICLR version)",
-                   note="paper value: (max-min)/mean of 0.457/0.435/0.473 and 0.077/0.265/0.109")
+C3_PUB = Published(
+    "-0.8 to +0.2 pt (Llama-3.1-8B-Instruct -0.8; Llama-3.1-8B, Llama-3.2-3B-Instruct, OLMo-2-7B "
+    "SFT/DPO/Instruct); not within 1 pt for Qwen2.5, OLMo-2 base, Llama-3.2-3B",
+    f"appendix grid, {V4}",
+    note="paper value interpolated at 10% from the published curves",
+)
+C4_PUB = Published(
+    "rel. spread of 15% thresholds over MMLU/PIQA/WinoGrande: AHON-LN 0.08 vs AWFT 1.25 (OLMo-2-7B-Instruct)",
+    "thresholds.json (authors' code, ICLR version)",
+    note="paper value: (max-min)/mean of 0.457/0.435/0.473 and 0.077/0.265/0.109",
+)
 C4_PAPER_AWFT_SPREAD = 1.25
-C5_PUB = Published("AWFT 5% threshold 0.006 (Qwen2.5-7B-Instruct) to 0.93 (Llama) across models",
-                   "thresholds.json (authors' code, ICLR version)")
+C5_PUB = Published(
+    "AWFT 5% threshold 0.006 (Qwen2.5-7B-Instruct) to 0.93 (Llama) across models",
+    "thresholds.json (authors' code, ICLR version)",
+)
 C6_PUB = Published("-10 to -40 pt at 3-6% zeroed (Llama)", f"Fig. 4 / appendix grid, {V4}")
-C7_PUB = Published("finetuned ~ base (small Wasserstein distance); Qwen2.5-14B differs from smaller Qwens",
-                   "v2-v4 abstract; distances from a secondary summary [S]")
+C7_PUB = Published(
+    "finetuned ~ base (small Wasserstein distance); Qwen2.5-14B differs from smaller Qwens",
+    "v2-v4 abstract; distances from a secondary summary [S]",
+)
 C8_PUB = Published(">4% of heads with no loss, >14% within 1 pt, on most of 6 models (5-task average)", V1)
 C9_PUB = Published("(qualitative) HONOR is more model- and dataset-agnostic than the first-token definition", V1)
-C10_PUB = Published("(qualitative) dormant heads emerge early in pretraining and switch between dormant and active",
-                    V1)
+C10_PUB = Published("(qualitative) dormant heads emerge early in pretraining and switch between dormant and active", V1)
 C11_PUB = Published("(qualitative) dormant heads depend on characteristics of the input text", V1)
 SMOKE = Published("(our smoke target, not a paper number)", "this repository's smoke plan (replication notes §5C)")
 
@@ -163,7 +176,7 @@ class Sweep:
 
 def sweeps(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     curves, items = K.read(folder, "appfig_grid"), K.read(folder, "per_item")
-    keys = list(dict.fromkeys(zip(items.model, items.task)))
+    keys = list(dict.fromkeys(zip(items.model, items.task, strict=True)))
     return curves, items, {k: Sweep(curves, items, *k) for k in keys}
 
 
@@ -177,11 +190,15 @@ def c1(C: Claims, folder: Path):
     mc = t2[t2.task == "generated_mc"]
     other = mc[~mc.score.isin(["awft", "random"])].sort_values("within_tol_pct").groupby("model").tail(1)
     aw = mc[mc.score == "awft"]
-    C.untestable("C1", "Best head-output-type function zeroes >12% of heads within 1 pt of MMLU on average; AWFT ~4.6%",
-                 C1_PUB, "needs the paper's 14 hub models with 5-shot lm-eval MMLU (MMLU is at chance for our models)",
-                 ours=f"analogue on generated MC: best other function {other.within_tol_pct.mean():.1f}% vs AWFT "
-                      f"{aw.within_tol_pct.mean():.1f}% over {len(aw)} model(s); 95% item-bootstrap intervals as wide as "
-                      f"[{other.ci_lo.min():.0f}, {other.ci_hi.max():.0f}]")
+    C.untestable(
+        "C1",
+        "Best head-output-type function zeroes >12% of heads within 1 pt of MMLU on average; AWFT ~4.6%",
+        C1_PUB,
+        "needs the paper's 14 hub models with 5-shot lm-eval MMLU (MMLU is at chance for our models)",
+        ours=f"analogue on generated MC: best other function {other.within_tol_pct.mean():.1f}% vs AWFT "
+        f"{aw.within_tol_pct.mean():.1f}% over {len(aw)} model(s); 95% item-bootstrap intervals as wide as "
+        f"[{other.ci_lo.min():.0f}, {other.ci_hi.max():.0f}]",
+    )
 
 
 def c2(C: Claims, folder: Path, sw: dict):
@@ -190,28 +207,52 @@ def c2(C: Claims, folder: Path, sw: dict):
         if t != "generated_mc" or not s.has("random"):
             continue
         if s.baseline < CHANCE_MC + 2 * C2_MIN_DROP:
-            C.inconclusive("C2", "Random zeroing of 10% of heads costs >= 5 pt on every model", C2_PUB,
-                           f"{m}: baseline {s.baseline:.1f}%", f"premise failed: {m} is near chance "
-                           f"({s.baseline:.1f}% vs {CHANCE_MC:.0f}%), so a 5-pt drop cannot be measured")
+            C.inconclusive(
+                "C2",
+                "Random zeroing of 10% of heads costs >= 5 pt on every model",
+                C2_PUB,
+                f"{m}: baseline {s.baseline:.1f}%",
+                f"premise failed: {m} is near chance "
+                f"({s.baseline:.1f}% vs {CHANCE_MC:.0f}%), so a 5-pt drop cannot be measured",
+            )
             return
         at = s.interp_items("random", 10.0)
         if at is None:
-            C.untestable("C2", "Random zeroing of 10% of heads costs >= 5 pt on every model", C2_PUB,
-                         f"{m}: the random curve does not reach 10% achieved")
+            C.untestable(
+                "C2",
+                "Random zeroing of 10% of heads costs >= 5 pt on every model",
+                C2_PUB,
+                f"{m}: the random curve does not reach 10% achieved",
+            )
             return
         d = 100.0 * (s.items.base.to_numpy(float) - at)
-        parts[m] = K.greater("MC accuracy drop at 10% random zeroing (pt)", K.bootstrap(d), "items", C2_MIN_DROP,
-                             "reproduced if the 95% paired item-bootstrap interval of (baseline - accuracy at 10% "
-                             "random zeroing) lies above 5 pt; not if at or below")
+        parts[m] = K.greater(
+            "MC accuracy drop at 10% random zeroing (pt)",
+            K.bootstrap(d),
+            "items",
+            C2_MIN_DROP,
+            "reproduced if the 95% paired item-bootstrap interval of (baseline - accuracy at 10% "
+            "random zeroing) lies above 5 pt; not if at or below",
+        )
         ours.append(f"{m}: -{d.mean():.1f} pt")
     if not parts:
-        C.untestable("C2", "Random zeroing of 10% of heads costs >= 5 pt on every model", C2_PUB,
-                     "no generated-MC random sweep in this run")
+        C.untestable(
+            "C2",
+            "Random zeroing of 10% of heads costs >= 5 pt on every model",
+            C2_PUB,
+            "no generated-MC random sweep in this run",
+        )
         return
     n = len(sw[next(k for k in sw if k[1] == "generated_mc")].items)
-    C.add("C2", "Random zeroing of 10% of heads costs >= 5 pt on every model", C2_PUB, "; ".join(ours),
-          K.compound(parts), note=f"generated MC (MMLU is at chance here); 1 item = {100 / n:.1f} pt; accuracy at 10% "
-                                  "interpolated between the swept points of each item")
+    C.add(
+        "C2",
+        "Random zeroing of 10% of heads costs >= 5 pt on every model",
+        C2_PUB,
+        "; ".join(ours),
+        K.compound(parts),
+        note=f"generated MC (MMLU is at chance here); 1 item = {100 / n:.1f} pt; accuracy at 10% "
+        "interpolated between the swept points of each item",
+    )
 
 
 def c3(C: Claims, sw: dict):
@@ -221,9 +262,14 @@ def c3(C: Claims, sw: dict):
             at = s.interp_items("ahon_ln", 10.0)
             if at is not None:
                 ours.append(f"{m} {100 * at.mean() - s.baseline:+.1f} pt")
-    C.untestable("C3", "AHON-LN at ~10% stays within 1 pt for Llama-3.1-8B(-Instruct), Llama-3.2-3B-Instruct, "
-                 "OLMo-2 SFT/DPO/Instruct, not for Qwen2.5 / OLMo-2 base", C3_PUB,
-                 "model-specific: needs those hub models", ours="ours at 10% on generated MC: " + ", ".join(ours))
+    C.untestable(
+        "C3",
+        "AHON-LN at ~10% stays within 1 pt for Llama-3.1-8B(-Instruct), Llama-3.2-3B-Instruct, "
+        "OLMo-2 SFT/DPO/Instruct, not for Qwen2.5 / OLMo-2 base",
+        C3_PUB,
+        "model-specific: needs those hub models",
+        ours="ours at 10% on generated MC: " + ", ".join(ours),
+    )
 
 
 def _threshold_reps(folder: Path) -> pd.DataFrame:
@@ -245,24 +291,42 @@ def c4(C: Claims, folder: Path, P: dict):
         n = int(cal[cal.model == m].inputs.sum())
         parts[f"{m} direction"] = K.greater(
             "AWFT minus AHON-LN relative spread of the 15% thresholds across datasets",
-            percentile_interval(bs["awft"] - bs["ahon_ln"], sp["awft"] - sp["ahon_ln"], n), "calibration inputs", 0.0,
-            "direction: reproduced if the 95% interval (calibration inputs resampled per dataset) lies above 0")
+            percentile_interval(bs["awft"] - bs["ahon_ln"], sp["awft"] - sp["ahon_ln"], n),
+            "calibration inputs",
+            0.0,
+            "direction: reproduced if the 95% interval (calibration inputs resampled per dataset) lies above 0",
+        )
         parts[f"{m} magnitude"] = K.greater(
             "AWFT relative spread of the 15% thresholds across datasets",
-            percentile_interval(bs["awft"], sp["awft"], n), "calibration inputs", C4_PAPER_AWFT_SPREAD / 2,
+            percentile_interval(bs["awft"], sp["awft"], n),
+            "calibration inputs",
+            C4_PAPER_AWFT_SPREAD / 2,
             f"magnitude (our threshold): reproduced if the 95% interval of AWFT's spread lies above half the paper's "
-            f"{C4_PAPER_AWFT_SPREAD:g}")
+            f"{C4_PAPER_AWFT_SPREAD:g}",
+        )
         ours.append(f"{m}: AHON-LN {sp['ahon_ln']:.2f} vs AWFT {sp['awft']:.2f}")
     if not parts:
-        C.untestable("C4", "15% thresholds vary less across datasets for AHON-LN than for AWFT", C4_PUB,
-                     "fewer than two calibration datasets in this run")
+        C.untestable(
+            "C4",
+            "15% thresholds vary less across datasets for AHON-LN than for AWFT",
+            C4_PUB,
+            "fewer than two calibration datasets in this run",
+        )
         return
-    C.add("C4", "15% thresholds vary far less across datasets for AHON-LN than for AWFT (direction and magnitude)",
-          C4_PUB, "; ".join(ours), K.compound(parts, "every part: direction (AWFT spread above AHON-LN's) and magnitude "
-                                                     "(AWFT spread above half the paper's 1.25), 95% interval over "
-                                                     "calibration inputs"),
-          note="relative spread = (max-min)/mean over generated MC, MMLU (calibration only) and text; our inputs are "
-               "short, and AWFT's chance level is about 1/length, so input length partly drives its spread")
+    C.add(
+        "C4",
+        "15% thresholds vary far less across datasets for AHON-LN than for AWFT (direction and magnitude)",
+        C4_PUB,
+        "; ".join(ours),
+        K.compound(
+            parts,
+            "every part: direction (AWFT spread above AHON-LN's) and magnitude "
+            "(AWFT spread above half the paper's 1.25), 95% interval over "
+            "calibration inputs",
+        ),
+        note="relative spread = (max-min)/mean over generated MC, MMLU (calibration only) and text; our inputs are "
+        "short, and AWFT's chance level is about 1/length, so input length partly drives its spread",
+    )
 
 
 def c5(C: Claims, folder: Path, P: dict):
@@ -274,19 +338,33 @@ def c5(C: Claims, folder: Path, P: dict):
     aw = th[th.score == "awft"].set_index("model").threshold
     stmt = "AWFT thresholds are model-dependent (5%-flagging threshold differs across models more than AHON-LN's)"
     if len(models) < 2:
-        C.untestable("C5", stmt, C5_PUB, f"one model in this run ({models[0]}: AWFT 5% threshold {aw.iloc[0]:.3f})"
-                     if models else "no thresholds")
+        C.untestable(
+            "C5",
+            stmt,
+            C5_PUB,
+            f"one model in this run ({models[0]}: AWFT 5% threshold {aw.iloc[0]:.3f})" if models else "no thresholds",
+        )
         return
     sp = {s: rel_spread(th[th.score == s].threshold) for s in ("ahon_ln", "awft")}
     b = tb.pivot_table(index="rep", columns=["score", "model"], values="threshold")
     bs = {s: b[s].apply(rel_spread, axis=1).to_numpy() for s in ("ahon_ln", "awft")}
     n = int(K.read(folder, "calibration").query("dataset == 'generated_mc'").inputs.sum())
-    e = K.greater("AWFT minus AHON-LN relative spread of the 5% thresholds across models",
-                  percentile_interval(bs["awft"] - bs["ahon_ln"], sp["awft"] - sp["ahon_ln"], n), "calibration inputs",
-                  0.0, "reproduced if the 95% interval (calibration inputs resampled per model) lies above 0")
-    C.add("C5", stmt, C5_PUB, "; ".join(f"{m}: {aw[m]:.3f}" for m in models)
-          + f" (spread AWFT {sp['awft']:.2f} vs AHON-LN {sp['ahon_ln']:.2f})", e,
-          note="generated MC; both of our models sink hard, the paper's spread comes from OLMo-2 and Qwen2.5")
+    e = K.greater(
+        "AWFT minus AHON-LN relative spread of the 5% thresholds across models",
+        percentile_interval(bs["awft"] - bs["ahon_ln"], sp["awft"] - sp["ahon_ln"], n),
+        "calibration inputs",
+        0.0,
+        "reproduced if the 95% interval (calibration inputs resampled per model) lies above 0",
+    )
+    C.add(
+        "C5",
+        stmt,
+        C5_PUB,
+        "; ".join(f"{m}: {aw[m]:.3f}" for m in models)
+        + f" (spread AWFT {sp['awft']:.2f} vs AHON-LN {sp['ahon_ln']:.2f})",
+        e,
+        note="generated MC; both of our models sink hard, the paper's spread comes from OLMo-2 and Qwen2.5",
+    )
 
 
 def c6(C: Claims, sw: dict):
@@ -294,8 +372,11 @@ def c6(C: Claims, sw: dict):
     for (m, t), s in sw.items():
         if t != "generated_mc" or not (s.has("ahon") and s.has("ahon_ln")):
             continue
-        cols = [s.interp_items("ahon_ln", x) - s.interp_items("ahon", x) for x in C6_GRID
-                if s.interp_items("ahon_ln", x) is not None and s.interp_items("ahon", x) is not None]
+        cols = [
+            s.interp_items("ahon_ln", x) - s.interp_items("ahon", x)
+            for x in C6_GRID
+            if s.interp_items("ahon_ln", x) is not None and s.interp_items("ahon", x) is not None
+        ]
         if not cols:
             continue
         d = 100.0 * np.mean(cols, axis=0)
@@ -305,28 +386,49 @@ def c6(C: Claims, sw: dict):
     if not parts:
         C.untestable("C6", stmt, C6_PUB, "AHON and AHON-LN are not both swept on generated MC in this run")
         return
-    C.add("C6", stmt, C6_PUB, "; ".join(ours), K.compound(parts),
-          note="generated MC; matched % = 2.5..30 in steps of 2.5 that both curves reach; paired item bootstrap")
+    C.add(
+        "C6",
+        stmt,
+        C6_PUB,
+        "; ".join(ours),
+        K.compound(parts),
+        note="generated MC; matched % = 2.5..30 in steps of 2.5 that both curves reach; paired item bootstrap",
+    )
 
 
 def c7(C: Claims, folder: Path):
     W = K.read(folder, "wasserstein").set_index("pair").W
     ours = "; ".join(f"W({k.replace(' vs ', ', ')}) {v:.3f}" for k, v in W.items())
-    ref, pre = W.get("base vs other seed"), [v for k, v in W.items() if k not in
-                                              ("base vs finetuned", "base vs other seed", "finetuned vs other seed")]
-    why = ("the from-scratch analogue cannot test it: 'finetuned is closer to its base than another seed is' is "
-           "nearly true by construction (continued training from the same weights)")
+    ref, pre = (
+        W.get("base vs other seed"),
+        [v for k, v in W.items() if k not in ("base vs finetuned", "base vs other seed", "finetuned vs other seed")],
+    )
+    why = (
+        "the from-scratch analogue cannot test it: 'finetuned is closer to its base than another seed is' is "
+        "nearly true by construction (continued training from the same weights)"
+    )
     if ref is not None and pre and min(pre) < ref:
-        why += (f"; and the measure does not discriminate here: two different pretrained models are closer "
-                f"(W {min(pre):.3f}) than two seeds of one toy recipe (W {ref:.3f}); needs the paper's base/finetuned "
-                "hub pairs")
-    C.untestable("C7", "Finetuning barely changes score distributions (small Wasserstein distance vs base)", C7_PUB,
-                 why, ours=ours + " (AHON-LN)")
+        why += (
+            f"; and the measure does not discriminate here: two different pretrained models are closer "
+            f"(W {min(pre):.3f}) than two seeds of one toy recipe (W {ref:.3f}); needs the paper's base/finetuned "
+            "hub pairs"
+        )
+    C.untestable(
+        "C7",
+        "Finetuning barely changes score distributions (small Wasserstein distance vs base)",
+        C7_PUB,
+        why,
+        ours=ours + " (AHON-LN)",
+    )
 
 
 def c8(C: Claims):
-    C.untestable("C8", "On most of 6 models (5-task average) >4% of heads zeroed by HONOR with no loss, >14% within 1 pt",
-                 C8_PUB, "needs v1's 6 hub models and 5 lm-eval tasks")
+    C.untestable(
+        "C8",
+        "On most of 6 models (5-task average) >4% of heads zeroed by HONOR with no loss, >14% within 1 pt",
+        C8_PUB,
+        "needs v1's 6 hub models and 5 lm-eval tasks",
+    )
 
 
 def c9(C: Claims, sw: dict, P: dict):
@@ -338,20 +440,37 @@ def c9(C: Claims, sw: dict, P: dict):
     tol = float(P["tol"])
 
     def sd(score, idxs):
-        return float(np.std([s.within(score, i, tol) for s, i in zip(use, idxs)]))
+        return float(np.std([s.within(score, i, tol) for s, i in zip(use, idxs, strict=True)]))
 
     none = [None] * len(use)
     est = {sc: sd(sc, none) for sc in ("ahon_ln", "awft")}
     iv = multi_bootstrap([np.arange(len(s.items)) for s in use], lambda gs: sd("awft", gs) - sd("ahon_ln", gs))
-    e = K.greater("SD over sweeps of the within-tolerance %: AWFT minus AHON-LN", iv, "items (resampled per sweep)", 0.0,
-                  "reproduced if the 95% interval of SD(AWFT) - SD(AHON-LN) lies above 0; not if at or below")
-    cens = [f"{s.model}/{s.task} {sc} at {s.within(sc, None, tol):.1f}%" for s in use for sc in ("ahon_ln", "awft")
-            if s.stays(sc, tol)]
-    C.add("C9", stmt, C9_PUB, f"SD over {len(use)} sweeps: AHON-LN {est['ahon_ln']:.2f}, AWFT {est['awft']:.2f}", e,
-          note="curves that never leave the band are censored at their largest achieved % (not the authors' 0)"
-               + (f": {', '.join(cens)}" if cens else ": none here") + "; sweeps: "
-               + ", ".join(f"{s.model}/{s.task}" for s in use) + "; MC tolerance 1 pt, next-token loss 1% relative: "
-               "the SD mixes both")
+    e = K.greater(
+        "SD over sweeps of the within-tolerance %: AWFT minus AHON-LN",
+        iv,
+        "items (resampled per sweep)",
+        0.0,
+        "reproduced if the 95% interval of SD(AWFT) - SD(AHON-LN) lies above 0; not if at or below",
+    )
+    cens = [
+        f"{s.model}/{s.task} {sc} at {s.within(sc, None, tol):.1f}%"
+        for s in use
+        for sc in ("ahon_ln", "awft")
+        if s.stays(sc, tol)
+    ]
+    C.add(
+        "C9",
+        stmt,
+        C9_PUB,
+        f"SD over {len(use)} sweeps: AHON-LN {est['ahon_ln']:.2f}, AWFT {est['awft']:.2f}",
+        e,
+        note="curves that never leave the band are censored at their largest achieved % (not the authors' 0)"
+        + (f": {', '.join(cens)}" if cens else ": none here")
+        + "; sweeps: "
+        + ", ".join(f"{s.model}/{s.task}" for s in use)
+        + "; MC tolerance 1 pt, next-token loss 1% relative: "
+        "the SD mixes both",
+    )
 
 
 def _dynamics(folder: Path):
@@ -377,9 +496,14 @@ def _early_parts(folder: Path, P: dict):
             return math.nan if p is None else p / total
 
         est, lo, hi, n = K.bootstrap(F, stat)
-        parts[f"{s} early"] = K.less("plateau step / training steps", (est, lo, hi, n), "eval inputs", 0.5,
-                                     "early: reproduced if the 95% interval (eval inputs resampled) of the plateau step "
-                                     "lies below half of training; not if at or above")
+        parts[f"{s} early"] = K.less(
+            "plateau step / training steps",
+            (est, lo, hi, n),
+            "eval inputs",
+            0.5,
+            "early: reproduced if the 95% interval (eval inputs resampled) of the plateau step "
+            "lies below half of training; not if at or above",
+        )
         ours.append(f"{s}: {100 * F[:, 0].mean():.1f}% -> {100 * final:.1f}%, plateau at step {ps} of {total:.0f}")
     return d, parts, ours, why
 
@@ -392,27 +516,51 @@ def c10_s3(C: Claims, folder: Path, P: dict):
     # attention is near uniform (AWFT ~ 1/length < tau)
     _, cols, _ = _dynamics(folder)
     init = d.groupby("score", sort=False)[cols[0]].mean()
-    C.check("S3a", "From-scratch model: dormant fraction ~0 at initialisation (true by construction)",
-            bool((init < 0.01).all()), "; ".join(f"{s}: {100 * v:.1f}%" for s, v in init.items()), expected="< 1%",
-            note=f"tau AHON-LN {P['tau_ahon_ln']:g}, AWFT {P['tau_awft']:g}: near-identical heads at init give AHON-LN ~ 1 "
-                 "and near-uniform attention gives AWFT ~ 1/length")
+    C.check(
+        "S3a",
+        "From-scratch model: dormant fraction ~0 at initialisation (true by construction)",
+        bool((init < 0.01).all()),
+        "; ".join(f"{s}: {100 * v:.1f}%" for s, v in init.items()),
+        expected="< 1%",
+        note=f"tau AHON-LN {P['tau_ahon_ln']:g}, AWFT {P['tau_awft']:g}: near-identical heads at init give AHON-LN ~ 1 "
+        "and near-uniform attention gives AWFT ~ 1/length",
+    )
     if why:
         C.inconclusive("C10", stmt10, C10_PUB, "; ".join(ours + why), "premise failed: " + "; ".join(why))
-        C.inconclusive("S3", stmt3, SMOKE, "; ".join(ours + why), "premise failed: " + "; ".join(why), kind="hypothesis")
+        C.inconclusive(
+            "S3", stmt3, SMOKE, "; ".join(ours + why), "premise failed: " + "; ".join(why), kind="hypothesis"
+        )
         return
     sw_parts, flips = {}, []
     for s, g in d.groupby("score", sort=False):
         f = 100.0 * g.flip_rate.to_numpy(float)
-        sw_parts[f"{s} switching"] = K.greater("mean % of an input's heads that switch between consecutive checkpoints",
-                                               K.bootstrap(f), "eval inputs", 0.0,
-                                               "switching: reproduced if the 95% interval lies above 0")
+        sw_parts[f"{s} switching"] = K.greater(
+            "mean % of an input's heads that switch between consecutive checkpoints",
+            K.bootstrap(f),
+            "eval inputs",
+            0.0,
+            "switching: reproduced if the 95% interval lies above 0",
+        )
         flips.append(f"{s}: mean switch rate {f.mean():.1f}%")
-    C.add("C10", stmt10, C10_PUB, "; ".join(ours + flips), K.compound({**parts, **sw_parts}),
-          note="from-scratch Bigram-Backcopy model, not OLMo checkpoints; early = plateau before half of training "
-               "(an arbitrary horizon); switching has no null (no disjoint-eval-set disagreement measured)")
-    C.add("S3", stmt3, SMOKE, "; ".join(ours), K.compound(dict(parts)), kind="hypothesis",
-          note="our smoke-scale target, not the paper's; plateau = first checkpoint from which the 3-checkpoint rolling "
-               "mean stays >= 80% of the final level (mean of the last 20%); horizon: this run's training length")
+    C.add(
+        "C10",
+        stmt10,
+        C10_PUB,
+        "; ".join(ours + flips),
+        K.compound({**parts, **sw_parts}),
+        note="from-scratch Bigram-Backcopy model, not OLMo checkpoints; early = plateau before half of training "
+        "(an arbitrary horizon); switching has no null (no disjoint-eval-set disagreement measured)",
+    )
+    C.add(
+        "S3",
+        stmt3,
+        SMOKE,
+        "; ".join(ours),
+        K.compound(dict(parts)),
+        kind="hypothesis",
+        note="our smoke-scale target, not the paper's; plateau = first checkpoint from which the 3-checkpoint rolling "
+        "mean stays >= 80% of the final level (mean of the last 20%); horizon: this run's training length",
+    )
 
 
 def type_effect(values, labels, n_perm: int = 2000, seed: int = 0):
@@ -428,8 +576,12 @@ def type_effect(values, labels, n_perm: int = 2000, seed: int = 0):
     perms = np.stack([rng.permutation(len(values)) for _ in range(n_perm)])  # [P, n]
     obs = float((values @ G / cnt).std())
     null = (values[perms] @ G / cnt).std(axis=1)
-    return obs - float(null.mean()), obs - float(np.quantile(null, 0.975)), obs - float(np.quantile(null, 0.025)), \
-        len(values)
+    return (
+        obs - float(null.mean()),
+        obs - float(np.quantile(null, 0.975)),
+        obs - float(np.quantile(null, 0.025)),
+        len(values),
+    )
 
 
 def c11(C: Claims, folder: Path, P: dict):
@@ -440,16 +592,27 @@ def c11(C: Claims, folder: Path, P: dict):
     for m, g in tt.groupby("model", sort=False):
         p = perm_p(g.dormant_frac.values, g.label.values, seed=int(P["seed"]))
         e = type_effect(100.0 * g.dormant_frac.to_numpy(float), g.label.to_numpy())
-        parts[m] = K.greater("between-type SD of dormant % minus its permutation-null mean (pt)", e, "paragraphs", 0.0,
-                             "reproduced if the 95% interval (inverted permutation test over paragraphs, 2000 "
-                             "permutations) of the between-type SD in excess of chance lies above 0; not if at or below")
+        parts[m] = K.greater(
+            "between-type SD of dormant % minus its permutation-null mean (pt)",
+            e,
+            "paragraphs",
+            0.0,
+            "reproduced if the 95% interval (inverted permutation test over paragraphs, 2000 "
+            "permutations) of the between-type SD in excess of chance lies above 0; not if at or below",
+        )
         ours.append(f"{m}: excess SD {e[0]:.2f} pt, permutation p={p:.4f}")
     if not parts:
         C.untestable("C11", stmt, C11_PUB, "no text-type sweep in this run")
         return
-    C.add("C11", stmt, C11_PUB, "; ".join(ours), K.compound(parts),
-          note=f"AHON-LN below its pooled {float(P['threshold_p']):.0%} quantile per paragraph; "
-               f"{tt.label.nunique()} text types; the permutation p is reported, the verdict rests on the interval")
+    C.add(
+        "C11",
+        stmt,
+        C11_PUB,
+        "; ".join(ours),
+        K.compound(parts),
+        note=f"AHON-LN below its pooled {float(P['threshold_p']):.0%} quantile per paragraph; "
+        f"{tt.label.nunique()} text types; the permutation p is reported, the verdict rests on the interval",
+    )
 
 
 def s1(C: Claims, sw: dict):
@@ -458,8 +621,11 @@ def s1(C: Claims, sw: dict):
         if not (s.has("ahon_ln") and s.has("random")):
             continue
         sign = -1.0 if s.nll else 1.0
-        cols = [sign * (s.interp_items("ahon_ln", x) - s.interp_items("random", x)) for x in S1_GRID
-                if s.interp_items("ahon_ln", x) is not None and s.interp_items("random", x) is not None]
+        cols = [
+            sign * (s.interp_items("ahon_ln", x) - s.interp_items("random", x))
+            for x in S1_GRID
+            if s.interp_items("ahon_ln", x) is not None and s.interp_items("random", x) is not None
+        ]
         if not cols:
             continue
         U = np.column_stack(cols + [s.n_tok])  # [item, grid point + n_tok]
@@ -469,15 +635,26 @@ def s1(C: Claims, sw: dict):
             return float((x[:, :-1].sum(0) / x[:, -1].sum() * scale).min())
 
         unit = "nats/token" if s.nll else "pt"
-        parts[f"{m}/{t}"] = K.greater(f"AHON-LN minus Random, minimum over matched % ({unit}, better = +)",
-                                      K.bootstrap(U, stat), "items" if not s.nll else "paragraphs", 0.0)
+        parts[f"{m}/{t}"] = K.greater(
+            f"AHON-LN minus Random, minimum over matched % ({unit}, better = +)",
+            K.bootstrap(U, stat),
+            "items" if not s.nll else "paragraphs",
+            0.0,
+        )
         ours.append(f"{m}/{t}: {len(cols)} pts, min margin {stat(U):.2f}")
     stmt = "AHON-LN curve above Random at every matched % between 5 and 30"
     if not parts:
         C.untestable("S1", stmt, SMOKE, "no sweep with both AHON-LN and Random", kind="hypothesis")
         return
-    C.add("S1", stmt, SMOKE, "; ".join(ours), K.compound(parts), kind="hypothesis",
-          note="our smoke-scale target, not the paper's; matched % = 5..30 in steps of 5 that both curves reach")
+    C.add(
+        "S1",
+        stmt,
+        SMOKE,
+        "; ".join(ours),
+        K.compound(parts),
+        kind="hypothesis",
+        note="our smoke-scale target, not the paper's; matched % = 5..30 in steps of 5 that both curves reach",
+    )
 
 
 def checks(C: Claims, folder: Path, sw: dict, P: dict):
@@ -489,18 +666,35 @@ def checks(C: Claims, folder: Path, sw: dict, P: dict):
                 continue
             xs, V = s.points(sc)
             g = s.curves[s.curves.score == sc].sort_values("quantile")
-            worst = max(worst, float(np.max(np.abs(s.metric(V, s.n_tok) - g.metric.to_numpy(float))
-                                            / np.maximum(1.0, np.abs(g.metric.to_numpy(float))))))
+            worst = max(
+                worst,
+                float(
+                    np.max(
+                        np.abs(s.metric(V, s.n_tok) - g.metric.to_numpy(float))
+                        / np.maximum(1.0, np.abs(g.metric.to_numpy(float)))
+                    )
+                ),
+            )
             npts += len(xs)
-    C.check("K1", "per_item.csv reproduces every swept point of the curves it covers", worst < 1e-4,
-            f"{npts} points, max relative difference {worst:.1e}", expected="< 1e-4")
+    C.check(
+        "K1",
+        "per_item.csv reproduces every swept point of the curves it covers",
+        worst < 1e-4,
+        f"{npts} points, max relative difference {worst:.1e}",
+        expected="< 1e-4",
+    )
     ov = K.read(folder, "overlap")
     fr = ov[ov.panel == "AHON-LN zeroing frequency"]
     s2 = {m: float(np.mean((g.zero_freq > 0) & (g.zero_freq < 1))) for m, g in fr.groupby("model", sort=False)}
-    C.check("S2", "The per-input dormant set varies: per-head zeroing frequency is not all 0 or 1 (true by "
-            "construction for any per-input threshold on a continuous score)", bool(s2) and all(v > 0 for v in s2.values()),
-            "; ".join(f"{m}: {100 * v:.0f}% of heads in (0, 1)" for m, v in s2.items()), expected="> 0%",
-            note="AHON-LN at nominal 20%, generated MC")
+    C.check(
+        "S2",
+        "The per-input dormant set varies: per-head zeroing frequency is not all 0 or 1 (true by "
+        "construction for any per-input threshold on a continuous score)",
+        bool(s2) and all(v > 0 for v in s2.values()),
+        "; ".join(f"{m}: {100 * v:.0f}% of heads in (0, 1)" for m, v in s2.items()),
+        expected="> 0%",
+        note="AHON-LN at nominal 20%, generated MC",
+    )
 
 
 def build(folder: Path, profile: str) -> Claims:

@@ -32,14 +32,16 @@ MHA's output is a sum over heads, ``sum_i H^i W_O^i``. MoH weights that sum per 
 * Experiments: a tiny ViT on scikit-learn's digits, a byte-level LM on the shipped multi-domain
   corpus, a SmolLM2 conversion with the query-norm router by hooks, and an attention speed benchmark.
 """
+
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,6 +63,7 @@ EPS = torch.finfo(torch.float32).eps
 # ----------------------------------------------------------------------------------------------
 # The module
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MoHSpec:
@@ -229,7 +232,7 @@ class MoHAttention(nn.Module):
             return causal_mask(T, doc_ids, device)
         if doc_ids is None:
             return None
-        return (doc_ids[:, None, :, None] == doc_ids[:, None, None, :])
+        return doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
 
     def forward(self, x, cos=None, sin=None, doc_ids=None, need_weights: bool = False):
         B, T, _ = x.shape
@@ -237,16 +240,20 @@ class MoHAttention(nn.Module):
         needs_q = self.spec.router in ("query_norm", "query_norm_inverse")
         if self.spec.mode == "masked" or needs_q or self.spec.router == "dense":
             q_raw = self.q_proj(x).view(B, T, h, dh)
-            rt = self.route(x, q_raw[:, :, self.h_s:] if needs_q else None)
+            rt = self.route(x, q_raw[:, :, self.h_s :] if needs_q else None)
         else:
             q_raw = None
             rt = self.route(x)
         self.aux_loss = rt.aux
         if self.record:
-            self.last = Routing(rt.gates.detach(), rt.mask, None if rt.probs is None else rt.probs.detach(),
-                                None if rt.shared is None else rt.shared.detach(),
-                                None if rt.alpha is None else rt.alpha.detach(),
-                                None if rt.aux is None else rt.aux.detach())
+            self.last = Routing(
+                rt.gates.detach(),
+                rt.mask,
+                None if rt.probs is None else rt.probs.detach(),
+                None if rt.shared is None else rt.shared.detach(),
+                None if rt.alpha is None else rt.alpha.detach(),
+                None if rt.aux is None else rt.aux.detach(),
+            )
         if self.spec.mode == "skip" and self.spec.router != "dense":
             z = self._skip(x, cos, sin, doc_ids, rt, q_raw)
             return self.o_proj(z.reshape(B, T, h * dh)), None
@@ -276,12 +283,14 @@ class MoHAttention(nn.Module):
         and attend only those queries (over all keys of head j, causal by original position), scale
         by the gate and scatter back. Padding to the busiest (batch row, head) is the only waste."""
         B, T, d = x.shape
-        h, hs, E, dh = self.n_heads, self.h_s, self.E, self.d_head
+        hs, E, dh = self.h_s, self.E, self.d_head
         k, v = self._kv(x, cos, sin)
         W = self.q_proj.weight  # [h*dh, d]
         parts = []
         if hs:
-            qs = (q_raw[:, :, :hs] if q_raw is not None else F.linear(x, W[:hs * dh]).view(B, T, hs, dh)).transpose(1, 2)
+            qs = (q_raw[:, :, :hs] if q_raw is not None else F.linear(x, W[: hs * dh]).view(B, T, hs, dh)).transpose(
+                1, 2
+            )
             if cos is not None:
                 qs = apply_rope(qs, cos, sin)
             ks, vs = k[:, :hs], v[:, :hs]
@@ -303,7 +312,7 @@ class MoHAttention(nn.Module):
             else:
                 flat = (pos + torch.arange(B, device=x.device)[:, None, None] * T).reshape(-1)
                 xs = x.reshape(B * T, d).index_select(0, flat).view(B, n, E, d)
-                qr = torch.einsum("bned,ekd->bnek", xs, W[hs * dh:].view(E, dh, d))
+                qr = torch.einsum("bned,ekd->bnek", xs, W[hs * dh :].view(E, dh, d))
             qr = qr.permute(0, 2, 1, 3)  # [B, E, n, dh]
             pe = pos.permute(0, 2, 1)  # [B, E, n]
             if cos is not None:
@@ -315,7 +324,7 @@ class MoHAttention(nn.Module):
             n_chunks = max(1, min(self.spec.skip_chunks, n)) if self.spec.causal else 1
             bounds = [round(i * n / n_chunks) for i in range(n_chunks + 1)]
             outs = []
-            for s0, s1 in zip(bounds[:-1], bounds[1:]):
+            for s0, s1 in itertools.pairwise(bounds):
                 pc = pe[..., s0:s1]
                 kmax = int(pc.max()) + 1 if self.spec.causal else T
                 am = None
@@ -324,7 +333,9 @@ class MoHAttention(nn.Module):
                 if dq is not None:
                     dm = dq[..., s0:s1, None] == doc_ids[:, None, None, :kmax]
                     am = dm if am is None else am & dm
-                outs.append(F.scaled_dot_product_attention(qr[:, :, s0:s1], kr[:, :, :kmax], vr[:, :, :kmax], attn_mask=am))
+                outs.append(
+                    F.scaled_dot_product_attention(qr[:, :, s0:s1], kr[:, :, :kmax], vr[:, :, :kmax], attn_mask=am)
+                )
             o = torch.cat(outs, 2) if len(outs) > 1 else outs[0]  # [B, E, n, dh]
             g = rt.gates[..., hs:].gather(1, pos) * valid  # [B, n, E]
             o = o.permute(0, 2, 1, 3) * g[..., None].to(o.dtype)  # [B, n, E, dh]
@@ -360,6 +371,7 @@ def routing_records(model: nn.Module) -> dict[int, Routing]:
 # Activated heads and FLOPs
 # ----------------------------------------------------------------------------------------------
 
+
 def activated_fraction(layers: Iterable[tuple[int, int, int]]) -> float:
     """Head-count-weighted activated fraction of ``(h, h_s, K)`` per layer; K = 0 means every head on."""
     on = tot = 0
@@ -370,7 +382,7 @@ def activated_fraction(layers: Iterable[tuple[int, int, int]]) -> float:
 
 
 def _stages(depths, heads, budgets):
-    return [(h, hs, k) for dep, h, (hs, k) in zip(depths, heads, budgets) for _ in range(dep)]
+    return [(h, hs, k) for dep, h, (hs, k) in zip(depths, heads, budgets, strict=True) for _ in range(dep)]
 
 
 # Head budgets of the released MoH configurations (depths, heads per stage/layer, (h_s, K) per group),
@@ -389,19 +401,26 @@ def model_activated_fraction(model: nn.Module) -> float:
     return activated_fraction((m.n_heads, m.h_s, 0 if m.spec.router == "dense" else m.K) for m in moh_layers(model))
 
 
-def layer_flops(d: int, h: int, d_head: int, T: int, active: float, n_kv: int | None = None, causal: bool = True) -> dict:
+def layer_flops(
+    d: int, h: int, d_head: int, T: int, active: float, n_kv: int | None = None, causal: bool = True
+) -> dict:
     """FLOPs per token of one attention layer under a perfect skipping kernel with ``active`` heads
     on per token (fractional = mean). K/V projections are never skippable; router ``2 d (h + 2)``."""
     n_kv = n_kv or h
     keys = (T + 1) / 2 if causal else T  # mean keys a query sees
-    return {"router": 2 * d * (h + 2) if active < h else 0, "q_proj": 2 * d * d_head * active,
-            "kv_proj": 2 * 2 * d * d_head * n_kv, "attn_core": 4 * keys * d_head * active,
-            "o_proj": 2 * d_head * d * active}
+    return {
+        "router": 2 * d * (h + 2) if active < h else 0,
+        "q_proj": 2 * d * d_head * active,
+        "kv_proj": 2 * 2 * d * d_head * n_kv,
+        "attn_core": 4 * keys * d_head * active,
+        "o_proj": 2 * d_head * d * active,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
 # Structural checks (exact properties of the formulation)
 # ----------------------------------------------------------------------------------------------
+
 
 def activation_counts(records: dict[int, dict] | dict[int, Routing]) -> dict[int, list[int]]:
     """Distinct numbers of active heads per token, per layer (should be exactly one: h_s + K)."""
@@ -415,9 +434,11 @@ def activation_counts(records: dict[int, dict] | dict[int, Routing]) -> dict[int
 def gate_sum_errors(rec: dict, n_shared: int, top_k: int) -> dict:
     """Code convention: routed gates of a token sum to K * a1, shared gates to h_s * a0, a0 + a1 = 2."""
     g, a = rec["gates"].double(), rec["alpha"].double()
-    return {"routed": float((g[..., n_shared:].sum(-1) - top_k * a[..., 1]).abs().max()),
-            "shared": float((g[..., :n_shared].sum(-1) - n_shared * a[..., 0]).abs().max()),
-            "alpha": float((a.sum(-1) - 2).abs().max())}
+    return {
+        "routed": float((g[..., n_shared:].sum(-1) - top_k * a[..., 1]).abs().max()),
+        "shared": float((g[..., :n_shared].sum(-1) - n_shared * a[..., 0]).abs().max()),
+        "alpha": float((a.sum(-1) - 2).abs().max()),
+    }
 
 
 def balanced_example(E: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -445,12 +466,24 @@ def structural_checks(seed: int = 0, d: int = 32, h: int = 8, d_head: int = 8, T
     ref = mha(x, cos, sin)[0].detach()
     dense = MoHAttention(cfg, 0, MoHSpec(router="dense"))
     dense.load_state_dict(mha.state_dict(), strict=False)
-    rows.append({"id": "dense", "check": "dense router == MHA (max |diff|)", "value": float((dense(x, cos, sin)[0].detach() - ref).abs().max())})
+    rows.append(
+        {
+            "id": "dense",
+            "check": "dense router == MHA (max |diff|)",
+            "value": float((dense(x, cos, sin)[0].detach() - ref).abs().max()),
+        }
+    )
     full = MoHAttention(cfg, 0, MoHSpec(n_shared=2, top_k=h - 2))
     full.load_state_dict(mha.state_dict(), strict=False)
     for lin in (full.wg, full.wg_0, full.wg_1):
         nn.init.zeros_(lin.weight)
-    rows.append({"id": "two_stage", "check": "two-stage, K = E, zero routers == MHA (max |diff|)", "value": float((full(x, cos, sin)[0].detach() - ref).abs().max())})
+    rows.append(
+        {
+            "id": "two_stage",
+            "check": "two-stage, K = E, zero routers == MHA (max |diff|)",
+            "value": float((full(x, cos, sin)[0].detach() - ref).abs().max()),
+        }
+    )
     worst = 0.0
     for router in ROUTERS:
         for causal, doc in ((True, None), (True, docs), (False, None)):
@@ -463,28 +496,59 @@ def structural_checks(seed: int = 0, d: int = 32, h: int = 8, d_head: int = 8, T
             torch.manual_seed(seed + 1)
             ob = b(x, cos, sin, doc)[0]
             worst = max(worst, float((oa - ob).detach().abs().max()))
-    rows.append({"id": "masked_skip", "check": "masked == skip, every router, causal/documents/non-causal (max |diff|)", "value": worst})
+    rows.append(
+        {
+            "id": "masked_skip",
+            "check": "masked == skip, every router, causal/documents/non-causal (max |diff|)",
+            "value": worst,
+        }
+    )
     E, K = 6, 4
     p, m = balanced_example(E, K)
-    rows.append({"id": "balance_code", "check": f"balance loss, uniform and balanced, code scale (= K = {K})", "value": float(balance_value(p, m, "code"))})
-    rows.append({"id": "balance_paper", "check": f"balance loss, uniform and balanced, paper scale (= K/E = {K / E:.4f})", "value": float(balance_value(p, m, "paper"))})
+    rows.append(
+        {
+            "id": "balance_code",
+            "check": f"balance loss, uniform and balanced, code scale (= K = {K})",
+            "value": float(balance_value(p, m, "code")),
+        }
+    )
+    rows.append(
+        {
+            "id": "balance_paper",
+            "check": f"balance loss, uniform and balanced, paper scale (= K/E = {K / E:.4f})",
+            "value": float(balance_value(p, m, "paper")),
+        }
+    )
     grads = {}
     for k in (1, 2):
         torch.manual_seed(seed)
         a = MoHAttention(cfg, 0, MoHSpec(n_shared=2, top_k=k))
         a(x, cos, sin)[0].pow(2).sum().backward()
         grads[k] = float(a.wg.weight.grad.abs().max())
-    rows.append({"id": "k1_grad", "check": "K = 1: max |task-loss grad of W_r| (K = 2 for scale: %.3g)" % grads[2], "value": grads[1]})
+    rows.append(
+        {
+            "id": "k1_grad",
+            "check": f"K = 1: max |task-loss grad of W_r| (K = 2 for scale: {grads[2]:.3g})",
+            "value": grads[1],
+        }
+    )
     q = torch.randn(B, h, T, d_head)
     pre = topk_mask(q.norm(dim=-1).transpose(1, 2), 3)
     post = topk_mask(apply_rope(q, cos, sin).norm(dim=-1).transpose(1, 2), 3)
-    rows.append({"id": "qnorm_rope", "check": "query-norm top-K, pre- vs post-RoPE: tokens that differ", "value": float((pre != post).any(-1).sum())})
+    rows.append(
+        {
+            "id": "qnorm_rope",
+            "check": "query-norm top-K, pre- vs post-RoPE: tokens that differ",
+            "value": float((pre != post).any(-1).sum()),
+        }
+    )
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------------
 # Instrumentation
 # ----------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def collect_routing(model: nn.Module, batches: Iterable, forward: Callable | None = None) -> dict[int, dict]:
@@ -515,8 +579,14 @@ def head_load(mask_routed: torch.Tensor, labels: np.ndarray | torch.Tensor, name
         sel = m[torch.as_tensor(labels == lab)]
         load = sel.mean(dim=(0, 1))
         for j, v in enumerate(load.tolist()):
-            rows.append({"label": names.get(lab, lab) if names else lab, "head": j + 1, "load": v,
-                         "tokens": int(sel.shape[0] * sel.shape[1])})
+            rows.append(
+                {
+                    "label": names.get(lab, lab) if names else lab,
+                    "head": j + 1,
+                    "load": v,
+                    "tokens": int(sel.shape[0] * sel.shape[1]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -542,8 +612,14 @@ def load_dependence(mask_routed: torch.Tensor, labels, n_perm: int = 200, seed: 
     obs = tv(labels)
     rng = np.random.default_rng(seed)
     null = np.array([tv(rng.permutation(labels)) for _ in range(n_perm)])
-    return {"chi2": float(chi2), "dof": int(dof), "p_chi2": float(p), "tv": obs, "tv_null_95": float(np.quantile(null, 0.95)),
-            "p_perm": float((1 + (null >= obs).sum()) / (1 + n_perm))}
+    return {
+        "chi2": float(chi2),
+        "dof": int(dof),
+        "p_chi2": float(p),
+        "tv": obs,
+        "tv_null_95": float(np.quantile(null, 0.95)),
+        "p_perm": float((1 + (null >= obs).sum()) / (1 + n_perm)),
+    }
 
 
 def score_table(rec: dict, labels, n_shared: int, names: dict | None = None) -> pd.DataFrame:
@@ -584,8 +660,11 @@ def head_redundancy(pattern: torch.Tensor, z: torch.Tensor, mask: torch.Tensor |
         sim, cos = sim[both], cos[both]
     if cos.numel() == 0:
         return {"pattern_similarity": float("nan"), "output_cosine": float("nan"), "output_abs_cosine": float("nan")}
-    return {"pattern_similarity": float(sim.mean()), "output_cosine": float(cos.mean()),
-            "output_abs_cosine": float(cos.abs().mean())}
+    return {
+        "pattern_similarity": float(sim.mean()),
+        "output_cosine": float(cos.mean()),
+        "output_abs_cosine": float(cos.abs().mean()),
+    }
 
 
 def model_redundancy(model: nn.Module, batches: Iterable, forward: Callable | None = None) -> dict:
@@ -612,6 +691,7 @@ def model_redundancy(model: nn.Module, batches: Iterable, forward: Callable | No
 # Vision: a tiny ViT on scikit-learn's 8x8 digits
 # ----------------------------------------------------------------------------------------------
 
+
 def digits(seed: int = 0, test_size: int = 360):
     """sklearn's bundled digits (1797 8x8 images, offline): stratified train/test split, pixels / 16."""
     from sklearn.datasets import load_digits
@@ -619,7 +699,10 @@ def digits(seed: int = 0, test_size: int = 360):
 
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X / 16.0, y, test_size=test_size, stratify=y, random_state=seed)
-    f = lambda a: torch.tensor(a, dtype=torch.float32).view(-1, 8, 8)
+
+    def f(a):
+        return torch.tensor(a, dtype=torch.float32).view(-1, 8, 8)
+
     return f(Xtr), torch.tensor(ytr), f(Xte), torch.tensor(yte)
 
 
@@ -628,13 +711,30 @@ class TinyViT(nn.Module):
     attention + mean pooling + linear classifier. ``config.model_type == "headlab"`` and
     ``layers[i].self_attn.o_proj``, so ``headlab.heads`` works on it."""
 
-    def __init__(self, spec: MoHSpec | Sequence[MoHSpec] | None = None, image: int = 8, patch: int = 2, d: int = 64,
-                 depth: int = 4, n_heads: int = 8, d_mlp: int = 128, n_classes: int = 10):
+    def __init__(
+        self,
+        spec: MoHSpec | Sequence[MoHSpec] | None = None,
+        image: int = 8,
+        patch: int = 2,
+        d: int = 64,
+        depth: int = 4,
+        n_heads: int = 8,
+        d_mlp: int = 128,
+        n_classes: int = 10,
+    ):
         super().__init__()
         self.patch = patch
         n_tok = (image // patch) ** 2
-        self.config = Config(vocab_size=1, d_model=d, n_layers=depth, n_heads=n_heads, d_mlp=d_mlp, max_seq_len=n_tok,
-                             pos_emb="learned", attn_impl="eager")  # 16 tokens: explicit softmax beats fused kernels
+        self.config = Config(
+            vocab_size=1,
+            d_model=d,
+            n_layers=depth,
+            n_heads=n_heads,
+            d_mlp=d_mlp,
+            max_seq_len=n_tok,
+            pos_emb="learned",
+            attn_impl="eager",
+        )  # 16 tokens: explicit softmax beats fused kernels
         spec = spec or MoHSpec(router="dense")
         specs = list(spec) if isinstance(spec, (list, tuple)) else [spec] * depth
         specs = [replace(s, causal=False) for s in specs]
@@ -679,8 +779,19 @@ VIT_VARIANTS: dict[str, tuple[MoHSpec, float]] = {  # name -> (spec, beta); 8 he
 }
 
 
-def train_vit(spec: MoHSpec, data, *, epochs: int = 30, batch: int = 128, lr: float = 2e-3, beta: float = 0.01,
-              seed: int = 0, eval_every: int | None = None, device="cpu", **vit_kw) -> tuple[TinyViT, pd.DataFrame]:
+def train_vit(
+    spec: MoHSpec,
+    data,
+    *,
+    epochs: int = 30,
+    batch: int = 128,
+    lr: float = 2e-3,
+    beta: float = 0.01,
+    seed: int = 0,
+    eval_every: int | None = None,
+    device="cpu",
+    **vit_kw,
+) -> tuple[TinyViT, pd.DataFrame]:
     """Train a TinyViT with AdamW + cosine and loss = CE + beta * balance. Returns the model and the
     eval log (test accuracy, NLL, per-layer balance loss / K on the test set)."""
     Xtr, ytr, Xte, yte = (t.to(device) for t in data)
@@ -693,7 +804,7 @@ def train_vit(spec: MoHSpec, data, *, epochs: int = 30, batch: int = 128, lr: fl
 
     def get_batch(step):
         e, i = divmod(step, steps_per_epoch)
-        idx = perms[e][i * batch:(i + 1) * batch].to(device)
+        idx = perms[e][i * batch : (i + 1) * batch].to(device)
         return Xtr[idx], ytr[idx]
 
     def loss_fn(m, x, y):
@@ -701,15 +812,24 @@ def train_vit(spec: MoHSpec, data, *, epochs: int = 30, batch: int = 128, lr: fl
 
     def eval_fn(m):
         logits = m(Xte)
-        row = {"test_acc": float((logits.argmax(-1) == yte).float().mean()),
-               "test_nll": float(F.cross_entropy(logits, yte))}
+        row = {
+            "test_acc": float((logits.argmax(-1) == yte).float().mean()),
+            "test_nll": float(F.cross_entropy(logits, yte)),
+        }
         for a in moh_layers(m):
             if a.aux_loss is not None:
                 row[f"laux_over_K_l{a.layer}"] = float(a.aux_loss) / (a.K if a.spec.balance == "code" else a.K / a.E)
         return row
 
-    tc = TrainConfig(steps=steps, lr=lr, min_lr_ratio=0.01, warmup=steps_per_epoch, weight_decay=0.05,
-                     eval_every=eval_every or steps_per_epoch * 5, seed=seed)
+    tc = TrainConfig(
+        steps=steps,
+        lr=lr,
+        min_lr_ratio=0.01,
+        warmup=steps_per_epoch,
+        weight_decay=0.05,
+        eval_every=eval_every or steps_per_epoch * 5,
+        seed=seed,
+    )
     log = train(model, get_batch, tc, loss_fn=loss_fn, eval_fn=eval_fn, desc=f"ViT {spec.router}")
     return model, pd.DataFrame(log)
 
@@ -736,12 +856,23 @@ def vit_summary(results: dict, names: Sequence[str] | None = None) -> pd.DataFra
         active = a.spec.active(a.n_heads)
         last = log.iloc[-1]
         laux = [v for k, v in last.items() if k.startswith("laux_over_K")]
-        rows.append({"variant": name, "seed": seed, "router": a.spec.router, "h_s": a.h_s,
-                     "K": a.K if a.spec.router != "dense" else 0, "active_heads": active,
-                     "activated": model_activated_fraction(model), "shared_share": a.h_s / active,
-                     "beta": VIT_VARIANTS[name][1], "params": sum(p.numel() for p in model.parameters()),
-                     "test_acc": last["test_acc"], "test_nll": last["test_nll"],
-                     "final_laux_over_K_max": max(laux) if laux else float("nan")})
+        rows.append(
+            {
+                "variant": name,
+                "seed": seed,
+                "router": a.spec.router,
+                "h_s": a.h_s,
+                "K": a.K if a.spec.router != "dense" else 0,
+                "active_heads": active,
+                "activated": model_activated_fraction(model),
+                "shared_share": a.h_s / active,
+                "beta": VIT_VARIANTS[name][1],
+                "params": sum(p.numel() for p in model.parameters()),
+                "test_acc": last["test_acc"],
+                "test_nll": last["test_nll"],
+                "final_laux_over_K_max": max(laux) if laux else float("nan"),
+            }
+        )
     df = pd.DataFrame(rows)
     if names is not None:
         df["variant"] = pd.Categorical(df["variant"], list(names), ordered=True)
@@ -753,6 +884,7 @@ def vit_summary(results: dict, names: Sequence[str] | None = None) -> pd.DataFra
 # ----------------------------------------------------------------------------------------------
 # Language: a byte-level LM on the shipped multi-domain corpus
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class DomainData:
@@ -770,7 +902,7 @@ def domain_data(seq: int, val_windows: int = 8, val_fraction: float = 0.1, types
         tr, va = hdata.split_tokens(toks, val_fraction)
         train_parts.append(tr)
         starts = np.linspace(0, len(va) - seq - 2, val_windows).astype(int)
-        val[t] = torch.tensor(np.stack([va[s:s + seq + 1] for s in starts]), dtype=torch.long)
+        val[t] = torch.tensor(np.stack([va[s : s + seq + 1] for s in starts]), dtype=torch.long)
     return DomainData(np.concatenate(train_parts), val, list(types))
 
 
@@ -778,9 +910,18 @@ def lm_variants() -> dict[str, MoHSpec | None]:
     return {"MHA": None, "MoH-75": MoHSpec(n_shared=2, top_k=4), "MoH-50": MoHSpec(n_shared=2, top_k=2)}
 
 
-def lm_config(seq: int = 128, d: int = 128, n_layers: int = 2, n_heads: int = 8, d_head: int = 16, d_mlp: int | None = 256) -> Config:
-    return Config(vocab_size=hdata.ByteTokenizer.vocab_size, d_model=d, n_layers=n_layers, n_heads=n_heads, d_head=d_head,
-                  d_mlp=d_mlp, max_seq_len=seq)
+def lm_config(
+    seq: int = 128, d: int = 128, n_layers: int = 2, n_heads: int = 8, d_head: int = 16, d_mlp: int | None = 256
+) -> Config:
+    return Config(
+        vocab_size=hdata.ByteTokenizer.vocab_size,
+        d_model=d,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_head=d_head,
+        d_mlp=d_mlp,
+        max_seq_len=seq,
+    )
 
 
 def build_lm(spec: MoHSpec | None, cfg: Config, seed: int = 0) -> HeadlabLM:
@@ -799,8 +940,19 @@ def domain_losses(model: HeadlabLM, dd: DomainData) -> dict[str, float]:
     return out
 
 
-def train_lm(spec: MoHSpec | None, dd: DomainData, cfg: Config, *, steps: int = 250, batch: int = 16, lr: float = 3e-3,
-             beta: float = 0.01, seed: int = 0, eval_every: int = 50, device="cpu") -> tuple[HeadlabLM, pd.DataFrame]:
+def train_lm(
+    spec: MoHSpec | None,
+    dd: DomainData,
+    cfg: Config,
+    *,
+    steps: int = 250,
+    batch: int = 16,
+    lr: float = 3e-3,
+    beta: float = 0.01,
+    seed: int = 0,
+    eval_every: int = 50,
+    device="cpu",
+) -> tuple[HeadlabLM, pd.DataFrame]:
     model = build_lm(spec, cfg, seed).to(device)
     get_batch = hdata.Batches(dd.train, batch, cfg.max_seq_len, seed=seed, device=device)
 
@@ -822,8 +974,9 @@ def train_lm(spec: MoHSpec | None, dd: DomainData, cfg: Config, *, steps: int = 
     return model, pd.DataFrame(log)
 
 
-def run_lm(names: Sequence[str], dd: DomainData, cfg: Config, seeds: Sequence[int] = (0,), cache: dict | None = None,
-           **kw) -> dict:
+def run_lm(
+    names: Sequence[str], dd: DomainData, cfg: Config, seeds: Sequence[int] = (0,), cache: dict | None = None, **kw
+) -> dict:
     cache = {} if cache is None else cache
     variants = lm_variants()
     for name in names:
@@ -836,12 +989,20 @@ def run_lm(names: Sequence[str], dd: DomainData, cfg: Config, seeds: Sequence[in
 def lm_summary(results: dict, dd: DomainData) -> pd.DataFrame:
     """Long table: variant, seed, domain, validation loss (nats/byte), activated fraction, params."""
     rows = []
-    for (name, seed), (model, log) in results.items():
+    for (name, seed), (model, _log) in results.items():
         losses = domain_losses(model, dd)
         act = model_activated_fraction(model) if moh_layers(model) else 1.0
         for dom, v in losses.items():
-            rows.append({"variant": name, "seed": seed, "domain": dom, "val_loss": v, "activated": act,
-                         "params": model.num_params()})
+            rows.append(
+                {
+                    "variant": name,
+                    "seed": seed,
+                    "domain": dom,
+                    "val_loss": v,
+                    "activated": act,
+                    "params": model.num_params(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -856,9 +1017,11 @@ def lm_routing(model: HeadlabLM, dd: DomainData) -> tuple[dict[int, dict], np.nd
 # Converting a pretrained model (SmolLM2) with the parameter-free query-norm router, by hooks
 # ----------------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
-def query_norm_routing(model, n_shared: int, top_k: int, router: str = "query_norm", seed: int = 0,
-                       ste: bool = True, record: bool = False):
+def query_norm_routing(
+    model, n_shared: int, top_k: int, router: str = "query_norm", seed: int = 0, ste: bool = True, record: bool = False
+):
     """Route a pretrained (HF llama-style) model's heads per token without touching its attention code:
     a forward hook on each ``q_proj`` keeps the queries, and a ``headlab.heads.intervene`` edit at the
     ``o_proj`` input multiplies each head's output by its gate. Heads ``0..n_shared-1`` are always on;
@@ -878,8 +1041,10 @@ def query_norm_routing(model, n_shared: int, top_k: int, router: str = "query_no
     state = {"masks": {}}
     handles = []
     for l in range(hd.n_layers):
+
         def qhook(_m, _inp, out, l=l):
             queries[l] = out
+
         handles.append(hd.attn(l).q_proj.register_forward_hook(qhook))
 
     def edit(view):
@@ -924,7 +1089,7 @@ def window_nll(model, ids: torch.Tensor, batch: int = 4) -> float:
     """Mean next-token loss (nats) over windows [n, seq] (full lm_head: windows are short)."""
     tot = cnt = 0.0
     for s in range(0, len(ids), batch):
-        x = ids[s:s + batch].to(model.device)
+        x = ids[s : s + batch].to(model.device)
         out = model(input_ids=x, labels=x)
         n = x[:, 1:].numel()
         tot += float(out.loss) * n
@@ -932,7 +1097,9 @@ def window_nll(model, ids: torch.Tensor, batch: int = 4) -> float:
     return tot / cnt
 
 
-def conversion_table(model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)) -> pd.DataFrame:
+def conversion_table(
+    model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)
+) -> pd.DataFrame:
     """Table 4 analogue at step 0: perplexity of the original model and, per head budget, of the
     query-norm, random (several seeds) and inverse routers."""
     rows = [{"budget": "9/9", "router": "original", "seed": -1, "active": 1.0, "nll": window_nll(model, ids)}]
@@ -941,15 +1108,31 @@ def conversion_table(model, ids: torch.Tensor, budgets: dict[str, tuple[int, int
         for router, seeds in (("query_norm", [0]), ("random", list(random_seeds)), ("inverse", [0])):
             for s in seeds:
                 with query_norm_routing(model, hs, k, router, seed=s, ste=False):
-                    rows.append({"budget": name, "router": router, "seed": s if router == "random" else -1,
-                                 "active": (hs + k) / h, "nll": window_nll(model, ids)})
+                    rows.append(
+                        {
+                            "budget": name,
+                            "router": router,
+                            "seed": s if router == "random" else -1,
+                            "active": (hs + k) / h,
+                            "nll": window_nll(model, ids),
+                        }
+                    )
     df = pd.DataFrame(rows)
     df["ppl"] = np.exp(df["nll"])
     return df
 
 
-def continue_tune(model, train_ids: torch.Tensor, eval_ids: torch.Tensor, n_shared: int, top_k: int, steps: int,
-                  lr: float = 2e-5, batch: int = 2, eval_at: Sequence[int] = ()) -> pd.DataFrame:
+def continue_tune(
+    model,
+    train_ids: torch.Tensor,
+    eval_ids: torch.Tensor,
+    n_shared: int,
+    top_k: int,
+    steps: int,
+    lr: float = 2e-5,
+    batch: int = 2,
+    eval_at: Sequence[int] = (),
+) -> pd.DataFrame:
     """A few steps of continued training of the converted model (query-norm router, binary gates with
     the straight-through gradient; all weights trained, AdamW). Returns eval NLL at ``eval_at`` steps.
     Restores the model's weights at the end."""
@@ -961,12 +1144,14 @@ def continue_tune(model, train_ids: torch.Tensor, eval_ids: torch.Tensor, n_shar
             for step in range(steps + 1):
                 if step in eval_at:
                     model.eval()
-                    rows.append({"step": step, "tokens": step * batch * train_ids.shape[1], "nll": window_nll(model, eval_ids)})
+                    rows.append(
+                        {"step": step, "tokens": step * batch * train_ids.shape[1], "nll": window_nll(model, eval_ids)}
+                    )
                 if step == steps:
                     break
                 model.train()
                 i = (step * batch) % len(train_ids)
-                x = train_ids[i:i + batch].to(model.device)
+                x = train_ids[i : i + batch].to(model.device)
                 loss = model(input_ids=x, labels=x).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -984,8 +1169,10 @@ def continue_tune(model, train_ids: torch.Tensor, eval_ids: torch.Tensor, n_shar
 # Speed (Table 7): one attention layer, MHA vs MoH masked vs MoH skipping, same run
 # ----------------------------------------------------------------------------------------------
 
+
 def _timer(device: torch.device):
     if device.type == "cuda":
+
         def t(fn):
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             s.record()
@@ -994,17 +1181,29 @@ def _timer(device: torch.device):
             torch.cuda.synchronize()
             return s.elapsed_time(e) / 1000
     else:
+
         def t(fn):
             t0 = time.perf_counter()
             fn()
             return time.perf_counter() - t0
+
     return t
 
 
 @torch.no_grad()
-def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *, n_heads: int = 8, d_head: int = 64,
-                    batch: int = 1, repeats: int = 7, warmup: int = 2, device="cpu", dtype=torch.float32,
-                    seed: int = 0) -> pd.DataFrame:
+def speed_benchmark(
+    seqs: Sequence[int],
+    budgets: dict[str, tuple[int, int]],
+    *,
+    n_heads: int = 8,
+    d_head: int = 64,
+    batch: int = 1,
+    repeats: int = 7,
+    warmup: int = 2,
+    device="cpu",
+    dtype=torch.float32,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Forward time of one causal attention layer (RoPE, d = n_heads * d_head): MHA (the dense router:
     fused causal SDPA, no gate) and, per MoH budget ``name -> (h_s, K)``, the masked and the skipping
     implementation with the same weights and routing. Implementations are timed round-robin so that
@@ -1033,7 +1232,7 @@ def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *,
             ms.load_state_dict(m.state_dict())
             ms.record = False
             impls[(name, "skip")] = ms
-        fns = {key: (lambda m=m: m(x, cos, sin)) for key, m in impls.items()}
+        fns = {key: (lambda m=m, x=x, cos=cos, sin=sin: m(x, cos, sin)) for key, m in impls.items()}  # this T's inputs
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
@@ -1042,8 +1241,11 @@ def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *,
             for key, fn in fns.items():
                 times[key].append(timer(fn))
         base = float(np.median(times[("MHA", "dense")]))
-        reps.extend({"seq": T, "variant": name, "mode": mode, "repeat": r, "seconds": t}
-                    for (name, mode), ts in times.items() for r, t in enumerate(ts))
+        reps.extend(
+            {"seq": T, "variant": name, "mode": mode, "repeat": r, "seconds": t}
+            for (name, mode), ts in times.items()
+            for r, t in enumerate(ts)
+        )
         for (name, mode), ts in times.items():
             med = float(np.median(ts))
             if name == "MHA":
@@ -1053,17 +1255,30 @@ def speed_benchmark(seqs: Sequence[int], budgets: dict[str, tuple[int, int]], *,
                 active = hs + k
             fl = layer_flops(cfg.d_model, n_heads, d_head, T, active)
             fl0 = layer_flops(cfg.d_model, n_heads, d_head, T, n_heads)
-            rows.append({"seq": T, "variant": name, "mode": mode, "active_heads": active, "activated": active / n_heads,
-                         "seconds": med, "tokens_per_s": batch * T / med, "time_vs_mha": med / base,
-                         "flops_vs_mha_perfect_skip": sum(fl.values()) / sum(fl0.values())})
+            rows.append(
+                {
+                    "seq": T,
+                    "variant": name,
+                    "mode": mode,
+                    "active_heads": active,
+                    "activated": active / n_heads,
+                    "seconds": med,
+                    "tokens_per_s": batch * T / med,
+                    "time_vs_mha": med / base,
+                    "flops_vs_mha_perfect_skip": sum(fl.values()) / sum(fl0.values()),
+                }
+            )
     df = pd.DataFrame(rows)
-    df.attrs["repeats"] = pd.DataFrame(reps)  # per-repeat times (round-robin: repeat r of every implementation together)
+    df.attrs["repeats"] = pd.DataFrame(
+        reps
+    )  # per-repeat times (round-robin: repeat r of every implementation together)
     return df
 
 
 # ----------------------------------------------------------------------------------------------
 # Per-unit data for the claims (per test image, per validation window, per timing repeat)
 # ----------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def vit_correct(model: nn.Module, X: torch.Tensor, y) -> np.ndarray:
@@ -1091,19 +1306,23 @@ def window_nlls(model, ids: torch.Tensor, batch: int = 4) -> np.ndarray:
     """Mean next-token loss (nats) of each window [n, seq]; their mean is ``window_nll``."""
     out = []
     for s in range(0, len(ids), batch):
-        x = ids[s:s + batch].to(model.device)
+        x = ids[s : s + batch].to(model.device)
         logits = model(input_ids=x).logits
         l = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten(), reduction="none")
         out += l.view(len(x), -1).mean(1).tolist()
     return np.asarray(out)
 
 
-def conversion_windows(model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)) -> pd.DataFrame:
+def conversion_windows(
+    model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)
+) -> pd.DataFrame:
     """``conversion_table`` per evaluation window: budget, router, seed, window, nll."""
     rows = []
 
     def put(budget, router, seed, nll):
-        rows.extend({"budget": budget, "router": router, "seed": seed, "window": i, "nll": float(v)} for i, v in enumerate(nll))
+        rows.extend(
+            {"budget": budget, "router": router, "seed": seed, "window": i, "nll": float(v)} for i, v in enumerate(nll)
+        )
 
     put("9/9", "original", -1, window_nlls(model, ids))
     for name, (hs, k) in budgets.items():
@@ -1117,7 +1336,7 @@ def conversion_windows(model, ids: torch.Tensor, budgets: dict[str, tuple[int, i
 def redundancy_units(model: nn.Module, x: torch.Tensor) -> pd.DataFrame:
     """``model_redundancy`` of each unit (test image or window) on its own: unit, pattern_similarity,
     output_cosine, output_abs_cosine (averaged over layers)."""
-    return pd.DataFrame([{"unit": i, **model_redundancy(model, [x[i:i + 1]])} for i in range(len(x))])
+    return pd.DataFrame([{"unit": i, **model_redundancy(model, [x[i : i + 1]])} for i in range(len(x))])
 
 
 def routing_units(rec: dict, labels, n_shared: int, scores: bool = False) -> pd.DataFrame:
@@ -1140,12 +1359,3 @@ def routing_units(rec: dict, labels, n_shared: int, scores: bool = False) -> pd.
         d.attrs["n_shared"] = n_shared
         frames.append(d)
     return pd.concat(frames, ignore_index=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Published numbers (for the claims table; the paper's own values, never ours)
-# ----------------------------------------------------------------------------------------------
-
-# the quoted tables live in the torch-free claims module (rebuilt without a kernel); re-exported here
-from headlab.papers.moh_claims import (PAPER_TABLE3, PAPER_TABLE4, PAPER_TABLE4_AVG, PAPER_TABLEG,  # noqa: E402,F401
-                                       PAPER_TABLEG_AVG)

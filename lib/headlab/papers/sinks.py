@@ -15,6 +15,7 @@ Plain functions, no plotting:
 * **value norms / apostrophe head** (Fig. 4).
 * **pretraining** of small headlab models with ⟨bos⟩ / packing / intra-document-masking variants.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,6 +39,7 @@ APOSTROPHES = ("'", "\u2019")
 # ------------------------------------------------------------------------------------------------
 # prompts and attention patterns
 # ------------------------------------------------------------------------------------------------
+
 
 def chance_score(T: int) -> float:
     """First-position score of a head with uniform causal attention over ``T`` tokens: H_T / T."""
@@ -79,8 +81,9 @@ def _body(model, ids: torch.Tensor, doc_ids: torch.Tensor | None = None):
 
 
 @torch.no_grad()
-def attention_patterns(model, ids: torch.Tensor, doc_ids: torch.Tensor | None = None,
-                       batch_size: int = 16) -> torch.Tensor:
+def attention_patterns(
+    model, ids: torch.Tensor, doc_ids: torch.Tensor | None = None, batch_size: int = 16
+) -> torch.Tensor:
     """``[layer, batch, head, q, k]`` attention weights (float32, CPU). HF models must run eager
     attention; a headlab model is switched to its eager path for the call."""
     old = None
@@ -92,8 +95,11 @@ def attention_patterns(model, ids: torch.Tensor, doc_ids: torch.Tensor | None = 
         out = []
         for s in range(0, len(ids), batch_size):
             with _heads.capture(model, z=False, pattern=True) as cache:
-                _body(model, ids[s:s + batch_size].to(dev),
-                      None if doc_ids is None else doc_ids[s:s + batch_size].to(dev))
+                _body(
+                    model,
+                    ids[s : s + batch_size].to(dev),
+                    None if doc_ids is None else doc_ids[s : s + batch_size].to(dev),
+                )
             out.append(cache.stack("pattern").float().cpu())
         return torch.cat(out, dim=1)
     finally:
@@ -111,13 +117,15 @@ def first_position_scores(patterns: torch.Tensor, include_first_row: bool = True
 
 
 @torch.no_grad()
-def sink_scores(model, ids: torch.Tensor, batch_size: int = 16, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sink_scores(
+    model, ids: torch.Tensor, batch_size: int = 16, keep: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """First-position scores ``[prompt, layer, head]`` computed batch by batch (so large models never
     hold every prompt's patterns), plus the full patterns ``[layer, keep, head, q, k]`` of the first
     ``keep`` prompts (None when ``keep == 0``)."""
     out, kept = [], None
     for s in range(0, len(ids), batch_size):
-        pat = attention_patterns(model, ids[s:s + batch_size], batch_size=batch_size)
+        pat = attention_patterns(model, ids[s : s + batch_size], batch_size=batch_size)
         out.append(first_position_scores(pat))
         if s == 0 and keep:
             kept = pat[:, :keep].clone()
@@ -162,6 +170,7 @@ def sink_profile(scores: torch.Tensor, eps_list=(0.3, 0.8), **labels) -> pd.Data
 # perturbation spread (Fig. 2)
 # ------------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def layer_states(model, ids: torch.Tensor) -> torch.Tensor:
     """``[layer, batch, pos, d_model]`` residual stream after every decoder block (no final norm)."""
@@ -169,8 +178,10 @@ def layer_states(model, ids: torch.Tensor) -> torch.Tensor:
     states: dict[int, torch.Tensor] = {}
     handles = []
     for l, block in enumerate(h.blocks):
+
         def hook(_m, _inp, out, l=l):
             states[l] = (out[0] if isinstance(out, tuple) else out).detach().float().cpu()
+
         handles.append(block.register_forward_hook(hook))
     try:
         _body(model, ids.to(next(model.parameters()).device))
@@ -205,11 +216,14 @@ def perturbation_spread(model, tok, text: str, old: str, new: str, bos: bool) ->
         raise ValueError("the edit is at the end of the text: no later tokens to compare")
     ha = layer_states(model, torch.tensor([a]))[:, 0]  # [layer, pos, d]
     hb = layer_states(model, torch.tensor([b]))[:, 0]
-    ta, tb = ha[:, len(a) - s:], hb[:, len(b) - s:]
+    ta, tb = ha[:, len(a) - s :], hb[:, len(b) - s :]
     rel = ((ta - tb).norm(dim=-1) / ta.norm(dim=-1)).numpy()  # [layer, s]
     first = len(a) - s - int(bos)
-    rows = [{"bos": bos, "layer": l, "text_pos": first + j, "rel_change": float(rel[l, j])}
-            for l in range(rel.shape[0]) for j in range(rel.shape[1])]
+    rows = [
+        {"bos": bos, "layer": l, "text_pos": first + j, "rel_change": float(rel[l, j])}
+        for l in range(rel.shape[0])
+        for j in range(rel.shape[1])
+    ]
     meta = {"ids": a, "ids_perturbed": b, "edit_start": p, "n_after": s}
     return pd.DataFrame(rows), meta
 
@@ -218,6 +232,7 @@ def perturbation_spread(model, tok, text: str, old: str, new: str, bos: bool) ->
 # mixing simulation (Fig. 1)
 # ------------------------------------------------------------------------------------------------
 
+
 def sink_attention(n: int, s: float, dtype=torch.float64) -> torch.Tensor:
     """``[n, n]`` causal attention in which every query i >= 1 puts ``s`` on position 0 and spreads
     ``1 - s`` uniformly over positions 1..i; row 0 attends to itself."""
@@ -225,7 +240,7 @@ def sink_attention(n: int, s: float, dtype=torch.float64) -> torch.Tensor:
     A[0, 0] = 1.0
     for i in range(1, n):
         A[i, 0] = s
-        A[i, 1:i + 1] = (1.0 - s) / i
+        A[i, 1 : i + 1] = (1.0 - s) / i
     return A
 
 
@@ -243,8 +258,9 @@ def mix(x0: torch.Tensor, weights: list[torch.Tensor], A: torch.Tensor, sink_val
     return torch.stack(xs)
 
 
-def mixing_simulation(sinks=(0.0, 0.5, 0.9, 0.99), n_tokens: int = 32, d: int = 32, n_layers: int = 24,
-                      seed: int = 0) -> pd.DataFrame:
+def mixing_simulation(
+    sinks=(0.0, 0.5, 0.9, 0.99), n_tokens: int = 32, d: int = 32, n_layers: int = 24, seed: int = 0
+) -> pd.DataFrame:
     """Per sink weight ``s`` and depth: mean pairwise cosine similarity of the non-sink tokens
     (1 = collapsed) and the sensitivity ``||d x_j^(l) / d x_1^(0)||_F`` of every token j to the
     first non-sink token (exact Jacobian, forward-mode). Same random tokens and weights for all s."""
@@ -257,22 +273,25 @@ def mixing_simulation(sinks=(0.0, 0.5, 0.9, 0.99), n_tokens: int = 32, d: int = 
         A = sink_attention(n_tokens, s)
         traj = mix(x0, Ws, A)
 
-        def f(x1):
+        def f(x1, A=A):  # this sink count's attention
             return mix(torch.cat([x0[:1], x1[None], x0[2:]]), Ws, A)
+
         J = torch.func.jacfwd(f)(x0[1])  # [layer+1, n, d, d]
         sens = J.flatten(-2).norm(dim=-1)  # [layer+1, n]
         for l in range(n_layers + 1):
             y = F.normalize(traj[l, 1:], dim=-1)
             cos = float((y @ y.T)[off].mean())
             for j in range(1, n_tokens):
-                rows.append({"sink_weight": s, "layer": l, "token": j, "mean_cosine": cos,
-                             "sensitivity": float(sens[l, j])})
+                rows.append(
+                    {"sink_weight": s, "layer": l, "token": j, "mean_cosine": cos, "sensitivity": float(sens[l, j])}
+                )
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------------
 # value norms and the apostrophe head (Fig. 4)
 # ------------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def value_norms(model, ids: torch.Tensor) -> torch.Tensor:
@@ -295,10 +314,18 @@ def bos_value_norm_table(scores: torch.Tensor, vnorms: torch.Tensor) -> pd.DataF
     for l in range(L):
         for h in range(H):
             b, m = float(vnorms[:, l, h, 0].mean()), float(med[:, l, h].mean())
-            rows.append({"layer": l, "head": h, "score": float(scores[:, l, h].mean()), "bos_value_norm": b,
-                         "median_value_norm": m, "ratio": b / m if m > 0 else float("nan"),
-                         "bos_rank": float(rank[:, l, h].mean()),
-                         "below_median": float((vnorms[:, l, h, 0] < med[:, l, h]).float().mean())})
+            rows.append(
+                {
+                    "layer": l,
+                    "head": h,
+                    "score": float(scores[:, l, h].mean()),
+                    "bos_value_norm": b,
+                    "median_value_norm": m,
+                    "ratio": b / m if m > 0 else float("nan"),
+                    "bos_rank": float(rank[:, l, h].mean()),
+                    "below_median": float((vnorms[:, l, h, 0] < med[:, l, h]).float().mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -330,7 +357,9 @@ def apostrophe_head_search(patterns: torch.Tensor, fire: list[list[int]]) -> pd.
     parks on position 0 otherwise. Sorted by ``score = attn_to_apostrophe - prev_elsewhere``
     (how specifically the head looks back at an apostrophe rather than at any previous token)."""
     L, B, H, T, _ = patterns.shape
-    cols: dict[str, list] = {k: [] for k in ("bos_after_apostrophe", "bos_elsewhere", "attn_to_apostrophe", "prev_elsewhere")}
+    cols: dict[str, list] = {
+        k: [] for k in ("bos_after_apostrophe", "bos_elsewhere", "attn_to_apostrophe", "prev_elsewhere")
+    }
     for b in range(B):
         fq = [q for q in fire[b] if q < T]
         if not fq:
@@ -346,15 +375,23 @@ def apostrophe_head_search(patterns: torch.Tensor, fire: list[list[int]]) -> pd.
     if not cols["bos_elsewhere"]:
         raise ValueError("no prompt has an apostrophe inside the first T tokens")
     m = {k: torch.stack(v).mean(0) for k, v in cols.items()}
-    rows = [{"layer": l, "head": h, **{k: float(t[l, h]) for k, t in m.items()},
-             "score": float(m["attn_to_apostrophe"][l, h] - m["prev_elsewhere"][l, h])}
-            for l in range(L) for h in range(H)]
+    rows = [
+        {
+            "layer": l,
+            "head": h,
+            **{k: float(t[l, h]) for k, t in m.items()},
+            "score": float(m["attn_to_apostrophe"][l, h] - m["prev_elsewhere"][l, h]),
+        }
+        for l in range(L)
+        for h in range(H)
+    ]
     return pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------------------
 # downstream proxies (Table 3)
 # ------------------------------------------------------------------------------------------------
+
 
 def paired_nll(model, tok, texts, max_len: int, batch_size: int = 8) -> dict:
     """Mean next-token loss (nats/token) with and without a leading ⟨bos⟩ over exactly the same
@@ -368,15 +405,24 @@ def paired_nll(model, tok, texts, max_len: int, batch_size: int = 8) -> dict:
     b = np.concatenate(without)
     if len(a) != len(b):
         raise RuntimeError("with/without ⟨bos⟩ scored different numbers of tokens")
-    per_text = [{"n_tokens": len(x) - 1, "nll_bos": float(x[1:].mean()), "nll_no_bos": float(y.mean())}
-                for x, y in zip(with_bos, without) if len(y)]  # per text: the unit the claims' interval resamples
+    per_text = [
+        {"n_tokens": len(x) - 1, "nll_bos": float(x[1:].mean()), "nll_no_bos": float(y.mean())}
+        for x, y in zip(with_bos, without, strict=True)
+        if len(y)
+    ]  # per text: the unit the claims' interval resamples
     return {"nll_bos": float(a.mean()), "nll_no_bos": float(b.mean()), "n_tokens": int(len(a)), "per_text": per_text}
 
 
-FILLER = ("The river ran past the old mill and on towards the sea.", "A gull circled twice above the harbour.",
-          "Morning light fell across the empty square.", "The market opened late because of the rain.",
-          "Somebody had left a bicycle leaning against the wall.", "Bells rang from the church on the hill.",
-          "The baker stacked fresh loaves in the window.", "Two dogs slept in the shade of a cart.")
+FILLER = (
+    "The river ran past the old mill and on towards the sea.",
+    "A gull circled twice above the harbour.",
+    "Morning light fell across the empty square.",
+    "The market opened late because of the rain.",
+    "Somebody had left a bicycle leaning against the wall.",
+    "Bells rang from the church on the hill.",
+    "The baker stacked fresh loaves in the window.",
+    "Two dogs slept in the shade of a cart.",
+)
 
 
 def passkey_prompts(n: int, n_filler: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -389,8 +435,11 @@ def passkey_prompts(n: int, n_filler: int, seed: int = 0) -> list[tuple[str, str
         filler = [FILLER[int(i)] for i in rng.integers(0, len(FILLER), n_filler)]
         at = int(rng.integers(0, n_filler + 1))
         body = filler[:at] + [f"The pass key is {key}. Remember it. {key} is the pass key."] + filler[at:]
-        prompt = ("There is a pass key hidden inside a lot of irrelevant text. Find it and memorise it.\n"
-                  + " ".join(body) + "\nWhat is the pass key? The pass key is")
+        prompt = (
+            "There is a pass key hidden inside a lot of irrelevant text. Find it and memorise it.\n"
+            + " ".join(body)
+            + "\nWhat is the pass key? The pass key is"
+        )
         items.append((prompt, " " + key))
     return items
 
@@ -407,14 +456,20 @@ def passkey_accuracy(model, tok, items, bos: bool) -> dict:
     for prompt, ans in items:
         ctx, cont = encode(tok, prompt, bos), encode(tok, ans, False)
         ids = torch.tensor([ctx + cont], device=dev)
-        h = final_hidden(model, ids)[0, len(ctx) - 1:len(ctx) + len(cont) - 1]
+        h = final_hidden(model, ids)[0, len(ctx) - 1 : len(ctx) + len(cont) - 1]
         lp = logits_from_hidden(model, h).log_softmax(-1)
         tgt = torch.tensor(cont, device=dev)
         correct.append(bool((lp.argmax(-1) == tgt).all()))
         logp.append(float(lp.gather(-1, tgt[:, None]).sum()))
         lengths.append(len(ctx) + len(cont))
-    return {"acc": float(np.mean(correct)), "answer_logprob": float(np.mean(logp)), "n": len(items),
-            "mean_tokens": float(np.mean(lengths)), "correct": correct, "tokens": lengths}
+    return {
+        "acc": float(np.mean(correct)),
+        "answer_logprob": float(np.mean(logp)),
+        "n": len(items),
+        "mean_tokens": float(np.mean(lengths)),
+        "correct": correct,
+        "tokens": lengths,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -470,11 +525,17 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return f"{'fixed ⟨bos⟩' if self.bos else 'no ⟨bos⟩'}, {'intra-doc mask' if self.intra_doc else 'causal packing'}"
+        return (
+            f"{'fixed ⟨bos⟩' if self.bos else 'no ⟨bos⟩'}, {'intra-doc mask' if self.intra_doc else 'causal packing'}"
+        )
 
 
-VARIANTS = {"nobos_causal": Variant(False, False), "nobos_intradoc": Variant(False, True),
-            "bos_causal": Variant(True, False), "bos_intradoc": Variant(True, True)}
+VARIANTS = {
+    "nobos_causal": Variant(False, False),
+    "nobos_intradoc": Variant(False, True),
+    "bos_causal": Variant(True, False),
+    "bos_intradoc": Variant(True, True),
+}
 
 
 class PackedWindows:
@@ -484,11 +545,27 @@ class PackedWindows:
     ``GLOBAL_DOC``); otherwise ``ctx`` stream tokens starting anywhere. ``doc_ids`` is returned
     only for intra-document masking (else None). Reproducible per step."""
 
-    def __init__(self, tokens: np.ndarray, doc_index: np.ndarray, batch: int, ctx: int, variant: Variant,
-                 seed: int = 0, device="cpu", bos_id: int = ByteTokenizer.bos_token_id):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        doc_index: np.ndarray,
+        batch: int,
+        ctx: int,
+        variant: Variant,
+        seed: int = 0,
+        device="cpu",
+        bos_id: int = ByteTokenizer.bos_token_id,
+    ):
         self.t = torch.as_tensor(tokens, dtype=torch.long)
         self.d = torch.as_tensor(doc_index, dtype=torch.long)
-        self.batch, self.ctx, self.variant, self.seed, self.device, self.bos_id = batch, ctx, variant, seed, device, bos_id
+        self.batch, self.ctx, self.variant, self.seed, self.device, self.bos_id = (
+            batch,
+            ctx,
+            variant,
+            seed,
+            device,
+            bos_id,
+        )
 
     def __call__(self, step: int):
         n_text = self.ctx - int(self.variant.bos)
@@ -498,9 +575,9 @@ class PackedWindows:
         toks, docs = self.t[span], self.d[span]
         x, y, dx = toks[:, :-1], toks[:, 1:], docs[:, :-1]
         if self.variant.bos:
-            x = torch.cat([torch.full((self.batch, 1), self.bos_id), x[:, :]], 1)[:, :self.ctx]
-            y = torch.cat([toks[:, :1], y], 1)[:, :self.ctx]
-            dx = torch.cat([torch.full((self.batch, 1), GLOBAL_DOC), dx], 1)[:, :self.ctx]
+            x = torch.cat([torch.full((self.batch, 1), self.bos_id), x[:, :]], 1)[:, : self.ctx]
+            y = torch.cat([toks[:, :1], y], 1)[:, : self.ctx]
+            dx = torch.cat([torch.full((self.batch, 1), GLOBAL_DOC), dx], 1)[:, : self.ctx]
         doc_ids = dx.to(self.device) if self.variant.intra_doc else None
         return x.to(self.device), (y.to(self.device), doc_ids)
 
@@ -511,8 +588,8 @@ def doc_start_windows(tokens: np.ndarray, doc_index: np.ndarray, n_text: int, n:
     out = []
     starts = np.flatnonzero(np.r_[True, doc_index[1:] != doc_index[:-1]])
     for s in starts:
-        if s + n_text <= len(tokens) and (doc_index[s:s + n_text] == doc_index[s]).all():
-            out.append(tokens[s:s + n_text])
+        if s + n_text <= len(tokens) and (doc_index[s : s + n_text] == doc_index[s]).all():
+            out.append(tokens[s : s + n_text])
         if len(out) == n:
             break
     if not out:
@@ -521,8 +598,9 @@ def doc_start_windows(tokens: np.ndarray, doc_index: np.ndarray, n_text: int, n:
 
 
 @torch.no_grad()
-def evaluate_first_position(model, windows: torch.Tensor, bos: bool, eps_list=(0.3, 0.8),
-                            bos_id: int = ByteTokenizer.bos_token_id) -> dict:
+def evaluate_first_position(
+    model, windows: torch.Tensor, bos: bool, eps_list=(0.3, 0.8), bos_id: int = ByteTokenizer.bos_token_id
+) -> dict:
     """Sink metrics and loss of a headlab model on document-start text ``windows`` ``[n, m]``: fed as
     ``[⟨bos⟩] + text[:m-1]`` (m tokens) or ``text[:m-1]`` (m - 1 tokens). The loss is over the same
     targets either way, text tokens 1..m-1 (predicting the first text token needs a ⟨bos⟩)."""
@@ -533,7 +611,7 @@ def evaluate_first_position(model, windows: torch.Tensor, bos: bool, eps_list=(0
     logits = model(x).logits.float()
     off = int(bos)
     lg = logits[:, off:, :]  # predictions made at text positions 0..T-3
-    tgt = windows[:, 1:lg.shape[1] + 1].to(dev)
+    tgt = windows[:, 1 : lg.shape[1] + 1].to(dev)
     loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt.reshape(-1)).item()
     return {**sink_metrics(scores, eps_list), "loss": loss}
 
@@ -562,18 +640,30 @@ def build_model(spec: PretrainSpec, vocab_size: int = ByteTokenizer.vocab_size) 
     return HeadlabLM(cfg, attention_cls=SinkAttention)
 
 
-def pretrain(spec: PretrainSpec, train_stream: tuple[np.ndarray, np.ndarray], eval_windows: torch.Tensor,
-             eval_bos: bool | None = None, eps_list=(0.3, 0.8), device="cpu", val_batches: int = 2,
-             val_stream: tuple[np.ndarray, np.ndarray] | None = None, desc: str = "pretrain"):
+def pretrain(
+    spec: PretrainSpec,
+    train_stream: tuple[np.ndarray, np.ndarray],
+    eval_windows: torch.Tensor,
+    eval_bos: bool | None = None,
+    eps_list=(0.3, 0.8),
+    device="cpu",
+    val_batches: int = 2,
+    val_stream: tuple[np.ndarray, np.ndarray] | None = None,
+    desc: str = "pretrain",
+):
     """Train one headlab model; every ``eval_every`` steps log the sink metrics and loss on
     ``eval_windows`` (fed with ⟨bos⟩ iff ``eval_bos``, default: as trained) and, when
     ``val_stream`` is given, the validation loss on held-out windows built like the training ones.
     Returns ``(model, log DataFrame)``; the model is left in eval mode on ``device``."""
     model = build_model(spec).to(device)
-    get = PackedWindows(*train_stream, batch=spec.batch, ctx=spec.ctx, variant=spec.variant, seed=spec.seed, device=device)
+    get = PackedWindows(
+        *train_stream, batch=spec.batch, ctx=spec.ctx, variant=spec.variant, seed=spec.seed, device=device
+    )
     val = None
     if val_stream is not None:
-        vb = PackedWindows(*val_stream, batch=spec.batch, ctx=spec.ctx, variant=spec.variant, seed=10_000 + spec.seed, device=device)
+        vb = PackedWindows(
+            *val_stream, batch=spec.batch, ctx=spec.ctx, variant=spec.variant, seed=10_000 + spec.seed, device=device
+        )
         val = [vb(i) for i in range(val_batches)]
     eval_bos = spec.variant.bos if eval_bos is None else eval_bos
     use_amp = spec.amp and torch.device(device).type == "cuda"

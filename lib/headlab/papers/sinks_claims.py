@@ -15,6 +15,7 @@ CSVs read from the run's folder (each optional: a missing one makes its rows "no
 Units of replication: prompts (K1, K3, K6), (prompt, edit) pairs (K4), texts (K5 NLL), passkey items
 (K5 retrieval), KV heads (K9: query heads that share a KV head share its values, so they are one unit).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,25 +31,38 @@ ARXIV = "arXiv 2504.02732 (version not pinned in the notes)"
 
 # ------------------------------------------------------------------------------------- the paper's numbers
 PUB_K1 = Published("8B 45.97 / 70B 73.49 / 405B 78.29 %", f"Table 1 (ε = 0.8, T = 64), {ARXIV}")
-PUB_K3 = Published("≈ 0 % (fixed-⟨bos⟩ model, text only: 90.84 → 0.05 %)", f"Table 2, {ARXIV}",
-                   "Table 2's full rows are a secondary transcription [S]; the two 'remove ⟨bos⟩' rows are confirmed")
-PUB_K4 = Published("qualitative: the change spreads further without ⟨bos⟩", f"Fig. 2 (Gemma 7B, 'greatest' → 'best'), {ARXIV}")
-PUB_K5_NLL = Published("benchmarks drop without ⟨bos⟩ (e.g. ARC-E 80.77 → 28.49, HellaSwag 80.61 → 27.35)",
-                       f"Table 3 (Gemma 7B), {ARXIV}", "the non-RULER rows are a secondary transcription [S]")
+PUB_K3 = Published(
+    "≈ 0 % (fixed-⟨bos⟩ model, text only: 90.84 → 0.05 %)",
+    f"Table 2, {ARXIV}",
+    "Table 2's full rows are a secondary transcription [S]; the two 'remove ⟨bos⟩' rows are confirmed",
+)
+PUB_K4 = Published(
+    "qualitative: the change spreads further without ⟨bos⟩", f"Fig. 2 (Gemma 7B, 'greatest' → 'best'), {ARXIV}"
+)
+PUB_K5_NLL = Published(
+    "benchmarks drop without ⟨bos⟩ (e.g. ARC-E 80.77 → 28.49, HellaSwag 80.61 → 27.35)",
+    f"Table 3 (Gemma 7B), {ARXIV}",
+    "the non-RULER rows are a secondary transcription [S]",
+)
 PUB_K5_PK = Published("RULER-4096 82.57 → 0.00", f"Table 3 (Gemma 7B), {ARXIV}")
-PUB_K6 = Published("qualitative: the sink forms at the first token regardless (65.10 % without a fixed ⟨bos⟩)",
-                   f"§4 text and Table 2, {ARXIV}")
+PUB_K6 = Published(
+    "qualitative: the sink forms at the first token regardless (65.10 % without a fixed ⟨bos⟩)",
+    f"§4 text and Table 2, {ARXIV}",
+)
 PUB_K7 = Published("sinks grow with context length; nearly none at ctx 128", f"Fig. 5 / Fig. 7, {ARXIV}")
-PUB_K8 = Published("fixed ⟨bos⟩: sink 90.84 → 0.05 %, loss 2.69 → 7.56; no fixed ⟨bos⟩: 65.10 %, loss 2.69 → 2.70",
-                   f"Table 2, {ARXIV}", "full rows [S]; the 'remove ⟨bos⟩' rows confirmed")
+PUB_K8 = Published(
+    "fixed ⟨bos⟩: sink 90.84 → 0.05 %, loss 2.69 → 7.56; no fixed ⟨bos⟩: 65.10 %, loss 2.69 → 2.70",
+    f"Table 2, {ARXIV}",
+    "full rows [S]; the 'remove ⟨bos⟩' rows confirmed",
+)
 PUB_K9 = Published("qualitative: the ⟨bos⟩ value vector has the smallest norm", f"Fig. 4 (Gemma 7B), {ARXIV}")
 PUB_K9_CONTRAST = Published("not claimed by the paper", "our question (fidelity review of 04, K9)")
 
 # ------------------------------------------------------------------------------------------- fixed rules
-SINK_HEAD_SCORE = 0.5      # K9: a query head is a sink head when its mean first-position score exceeds this
-SINK_FORMED_PCT = 20.0     # K7/K8 premise: a pretraining run formed a sink if its sink@ε_lo ≥ 20 % (review's go/no-go)
+SINK_HEAD_SCORE = 0.5  # K9: a query head is a sink head when its mean first-position score exceeds this
+SINK_FORMED_PCT = 20.0  # K7/K8 premise: a pretraining run formed a sink if its sink@ε_lo ≥ 20 % (review's go/no-go)
 K3_MAX_PCT, K3_FACTOR = 5.0, 10.0
-K4_RATIO = 1.2             # review: lower bound of the 95 % interval of the ratio above 1.2
+K4_RATIO = 1.2  # review: lower bound of the 95 % interval of the ratio above 1.2
 K5_NLL_RATIO = 1.2
 K6_MIN_PCT = 50.0
 K1_TARGET, K1_TOL = 45.97, 5.0
@@ -66,7 +80,7 @@ def _opt(folder: Path, name: str) -> pd.DataFrame | None:
 
 def load_params(folder: Path) -> dict[str, str]:
     d = _opt(folder, "run_params")
-    return {} if d is None else {str(k): str(v) for k, v in zip(d["param"], d["value"])}
+    return {} if d is None else {str(k): str(v) for k, v in zip(d["param"], d["value"], strict=True)}
 
 
 def _eps(params: dict) -> tuple[float, float]:
@@ -80,7 +94,7 @@ def _bool(x) -> bool:
 
 def _exp10(interval):
     est, lo, hi, n = interval
-    return 10 ** est, 10 ** lo, 10 ** hi, n
+    return 10**est, 10**lo, 10**hi, n
 
 
 def two_group_bootstrap(a, b, stat, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
@@ -95,7 +109,7 @@ def two_group_bootstrap(a, b, stat, n_boot: int = 2000, seed: int = 0, level: fl
         return est, math.nan, math.nan, n
     rng = np.random.default_rng(seed)
     ia, ib = rng.integers(0, len(a), (n_boot, len(a))), rng.integers(0, len(b), (n_boot, len(b)))
-    boots = np.array([stat(a[i], b[j]) for i, j in zip(ia, ib)], float)
+    boots = np.array([stat(a[i], b[j]) for i, j in zip(ia, ib, strict=True)], float)
     q = (1 - level) / 2
     return est, float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q)), n
 
@@ -114,16 +128,29 @@ def k1(C: Claims, sp: pd.DataFrame, params: dict) -> None:
     st = "Llama-3.1 sink metric at ε=0.8 (T=64, ⟨bos⟩ kept) is 45.97 % at 8B and grows with size (Table 1)"
     llama = [m for m in sp.model.unique() if "Llama-3.1-8B" in m]
     if not llama:
-        here = ", ".join(f"{m} {_per_prompt(sp, m, _trained_with_bos(params, m), 'sink_0.8').mean():.1f}%"
-                         for m in sp.model.unique())
-        C.untestable("K1", st, PUB_K1, "needs meta-llama/Llama-3.1-8B from the hub (profile paper); the size trend "
-                     "needs 70B/405B", ours=f"{here} here (other models, not comparable)")
+        here = ", ".join(
+            f"{m} {_per_prompt(sp, m, _trained_with_bos(params, m), 'sink_0.8').mean():.1f}%" for m in sp.model.unique()
+        )
+        C.untestable(
+            "K1",
+            st,
+            PUB_K1,
+            "needs meta-llama/Llama-3.1-8B from the hub (profile paper); the size trend needs 70B/405B",
+            ours=f"{here} here (other models, not comparable)",
+        )
         return
     m = llama[0]
     x = _per_prompt(sp, m, True, "sink_0.8").to_numpy()
     ev = within("Llama-3.1-8B sink@0.8 (%), mean over prompts", bootstrap(x), "prompts", K1_TARGET, K1_TOL)
-    C.add("K1", st, PUB_K1, f"{m}: {x.mean():.2f}%", ev, tolerance=f"± {K1_TOL:g} pt",
-          note="prompt set differs from the paper's (shipped corpus); the size trend is not tested")
+    C.add(
+        "K1",
+        st,
+        PUB_K1,
+        f"{m}: {x.mean():.2f}%",
+        ev,
+        tolerance=f"± {K1_TOL:g} pt",
+        note="prompt set differs from the paper's (shipped corpus); the size trend is not tested",
+    )
 
 
 def k2_check(C: Claims, sp: pd.DataFrame, params: dict, e_lo: float, e_hi: float) -> None:
@@ -134,9 +161,14 @@ def k2_check(C: Claims, sp: pd.DataFrame, params: dict, e_lo: float, e_hi: float
         b = _per_prompt(sp, m, bos, f"sink_{e_hi:g}").mean()
         ok &= bool(a >= b)
         parts.append(f"{m} {a:.1f}% vs {b:.1f}%")
-    C.check("K2", f"sink metric at ε={e_lo:g} ≥ at ε={e_hi:g} (⟨bos⟩ as trained)", ok, "; ".join(parts),
-            expected="≥ (monotone in ε by definition)",
-            note="true by construction, so a self-check of the metric, not a replication (review of 04, K2)")
+    C.check(
+        "K2",
+        f"sink metric at ε={e_lo:g} ≥ at ε={e_hi:g} (⟨bos⟩ as trained)",
+        ok,
+        "; ".join(parts),
+        expected="≥ (monotone in ε by definition)",
+        note="true by construction, so a self-check of the metric, not a replication (review of 04, K2)",
+    )
 
 
 def k3(C: Claims, sp: pd.DataFrame, bm: str, e_lo: float) -> None:
@@ -144,21 +176,37 @@ def k3(C: Claims, sp: pd.DataFrame, bm: str, e_lo: float) -> None:
     col = f"sink_{e_lo:g}"
     a, b = _per_prompt(sp, bm, True, col), _per_prompt(sp, bm, False, col)
     a, b = a.align(b, join="inner")
-    ev = compound({
-        f"sink@{e_lo:g} without ⟨bos⟩ (%)": less(f"sink@{e_lo:g} without ⟨bos⟩ (%), mean over prompts",
-                                                  bootstrap(b.to_numpy()), "prompts", K3_MAX_PCT),
-        f"with − {K3_FACTOR:g}×without": greater(f"sink@{e_lo:g} with ⟨bos⟩ − {K3_FACTOR:g} × without (pt), paired per prompt",
-                                                 bootstrap((a - K3_FACTOR * b).to_numpy()), "prompts", 0.0),
-    }, rule=f"reproduced if the 95% intervals show sink@{e_lo:g} without ⟨bos⟩ below {K3_MAX_PCT:g}% and at least "
-            f"{K3_FACTOR:g}x lower than with it (paired per prompt); not if both lie on the other side")
+    ev = compound(
+        {
+            f"sink@{e_lo:g} without ⟨bos⟩ (%)": less(
+                f"sink@{e_lo:g} without ⟨bos⟩ (%), mean over prompts", bootstrap(b.to_numpy()), "prompts", K3_MAX_PCT
+            ),
+            f"with − {K3_FACTOR:g}×without": greater(
+                f"sink@{e_lo:g} with ⟨bos⟩ − {K3_FACTOR:g} × without (pt), paired per prompt",
+                bootstrap((a - K3_FACTOR * b).to_numpy()),
+                "prompts",
+                0.0,
+            ),
+        },
+        rule=f"reproduced if the 95% intervals show sink@{e_lo:g} without ⟨bos⟩ below {K3_MAX_PCT:g}% and at least "
+        f"{K3_FACTOR:g}x lower than with it (paired per prompt); not if both lie on the other side",
+    )
     C.add("K3", st, PUB_K3, f"{bm}: {a.mean():.1f}% -> {b.mean():.1f}%", ev)
 
 
 def k4(C: Claims, pairs: pd.DataFrame | None, bm: str) -> None:
     st = "a one-word perturbation spreads more without ⟨bos⟩ (Fig. 2)"
     if pairs is None:
-        C.inconclusive("K4", st, PUB_K4, "", "one (prompt, edit) pair only in this run (no fig2_pairs.csv): no interval",
-                       statistic="last-layer relative change, without / with ⟨bos⟩", n=1, unit="(prompt, edit) pairs")
+        C.inconclusive(
+            "K4",
+            st,
+            PUB_K4,
+            "",
+            "one (prompt, edit) pair only in this run (no fig2_pairs.csv): no interval",
+            statistic="last-layer relative change, without / with ⟨bos⟩",
+            n=1,
+            unit="(prompt, edit) pairs",
+        )
         return
     d = pairs[pairs.model == bm].copy()
     d["bos"] = d.bos.map(_bool)
@@ -167,17 +215,34 @@ def k4(C: Claims, pairs: pd.DataFrame | None, bm: str) -> None:
     last = piv.xs(L, level="layer")
     log_ratio = np.log10(last[False] / last[True]).to_numpy()
     share = (piv[False] > piv[True]).groupby(level="pair").mean().to_numpy()
-    ev = compound({
-        "last-layer ratio": greater("geometric-mean ratio of the last-layer relative change, without / with ⟨bos⟩",
-                                    _exp10(bootstrap(log_ratio)), "(prompt, edit) pairs", K4_RATIO),
-        "layers larger without ⟨bos⟩": greater("share of layers where the change is larger without ⟨bos⟩",
-                                               bootstrap(share), "(prompt, edit) pairs", 0.5),
-    }, rule=f"reproduced if the 95% interval of the geometric-mean last-layer ratio lies above {K4_RATIO:g} and that of "
-            "the share of layers larger without ⟨bos⟩ above 0.5 (bootstrap over pairs); not if both lie at or below")
-    ratio = 10 ** log_ratio
-    C.add("K4", st, PUB_K4, f"{bm}: {len(ratio)} pairs, last-layer ratio geo-mean {10 ** log_ratio.mean():.2f} "
-          f"(range {ratio.min():.2f}–{ratio.max():.2f}); larger at {100 * share.mean():.0f}% of layers", ev,
-          note="our sentences and synonym swaps, not the paper's Gemma-7B prompt")
+    ev = compound(
+        {
+            "last-layer ratio": greater(
+                "geometric-mean ratio of the last-layer relative change, without / with ⟨bos⟩",
+                _exp10(bootstrap(log_ratio)),
+                "(prompt, edit) pairs",
+                K4_RATIO,
+            ),
+            "layers larger without ⟨bos⟩": greater(
+                "share of layers where the change is larger without ⟨bos⟩",
+                bootstrap(share),
+                "(prompt, edit) pairs",
+                0.5,
+            ),
+        },
+        rule=f"reproduced if the 95% interval of the geometric-mean last-layer ratio lies above {K4_RATIO:g} and that of "
+        "the share of layers larger without ⟨bos⟩ above 0.5 (bootstrap over pairs); not if both lie at or below",
+    )
+    ratio = 10**log_ratio
+    C.add(
+        "K4",
+        st,
+        PUB_K4,
+        f"{bm}: {len(ratio)} pairs, last-layer ratio geo-mean {10 ** log_ratio.mean():.2f} "
+        f"(range {ratio.min():.2f}–{ratio.max():.2f}); larger at {100 * share.mean():.0f}% of layers",
+        ev,
+        note="our sentences and synonym swaps, not the paper's Gemma-7B prompt",
+    )
 
 
 def k5(C: Claims, nll: pd.DataFrame | None, pk: pd.DataFrame | None, bm: str) -> None:
@@ -188,12 +253,23 @@ def k5(C: Claims, nll: pd.DataFrame | None, pk: pd.DataFrame | None, bm: str) ->
         d = nll[nll.model == bm]
         u = d[["n_tokens", "nll_bos", "nll_no_bos"]].to_numpy(float)
         ratio = lambda x: float((x[:, 0] * x[:, 2]).sum() / (x[:, 0] * x[:, 1]).sum())  # noqa: E731 token-weighted
-        ev = greater("NLL without / with ⟨bos⟩ (token-weighted, same targets)", bootstrap(u, ratio), "texts",
-                     K5_NLL_RATIO, rule=f"reproduced if the 95% interval (bootstrap over texts) lies above {K5_NLL_RATIO:g}; "
-                     "not if at or below (the 1.2 threshold is ours: the paper reports benchmark accuracies)")
+        ev = greater(
+            "NLL without / with ⟨bos⟩ (token-weighted, same targets)",
+            bootstrap(u, ratio),
+            "texts",
+            K5_NLL_RATIO,
+            rule=f"reproduced if the 95% interval (bootstrap over texts) lies above {K5_NLL_RATIO:g}; "
+            "not if at or below (the 1.2 threshold is ours: the paper reports benchmark accuracies)",
+        )
         w = u[:, 0]
-        C.add("K5-nll", st_nll, PUB_K5_NLL, f"{bm}: NLL {np.average(u[:, 1], weights=w):.2f} -> "
-              f"{np.average(u[:, 2], weights=w):.2f} nats/token over {int(w.sum())} tokens", ev)
+        C.add(
+            "K5-nll",
+            st_nll,
+            PUB_K5_NLL,
+            f"{bm}: NLL {np.average(u[:, 1], weights=w):.2f} -> "
+            f"{np.average(u[:, 2], weights=w):.2f} nats/token over {int(w.sum())} tokens",
+            ev,
+        )
     st_pk = "removing ⟨bos⟩ hurts retrieval (Table 3: RULER)"
     if pk is None:
         C.untestable("K5-passkey", st_pk, PUB_K5_PK, "no per-item passkey results in this run (passkey_items.csv)")
@@ -204,13 +280,23 @@ def k5(C: Claims, nll: pd.DataFrame | None, pk: pd.DataFrame | None, bm: str) ->
     diff = (piv[True] - piv[False]).to_numpy()
     kb, kn, n = int(piv[True].sum()), int(piv[False].sum()), len(piv)
     wb, wn = wilson(kb, n), wilson(kn, n)
-    ev = greater("passkey accuracy with − without ⟨bos⟩, paired per item", bootstrap(diff), "items", 0.0,
-                 rule="reproduced if the 95% interval of the paired accuracy drop (bootstrap over items) lies above 0; "
-                      "not if it lies at or below 0")
+    ev = greater(
+        "passkey accuracy with − without ⟨bos⟩, paired per item",
+        bootstrap(diff),
+        "items",
+        0.0,
+        rule="reproduced if the 95% interval of the paired accuracy drop (bootstrap over items) lies above 0; "
+        "not if it lies at or below 0",
+    )
     tokens = d.tokens.mean()
-    C.add("K5-passkey", st_pk, PUB_K5_PK,
-          f"{bm}: {kb}/{n} [{wb[1]:.2f}, {wb[2]:.2f}] -> {kn}/{n} [{wn[1]:.2f}, {wn[2]:.2f}] (Wilson), ~{tokens:.0f} tokens",
-          ev, note=f"~{tokens:.0f}-token prompts against RULER's 4096: the paper ties the drop to long context")
+    C.add(
+        "K5-passkey",
+        st_pk,
+        PUB_K5_PK,
+        f"{bm}: {kb}/{n} [{wb[1]:.2f}, {wb[2]:.2f}] -> {kn}/{n} [{wn[1]:.2f}, {wn[2]:.2f}] (Wilson), ~{tokens:.0f} tokens",
+        ev,
+        note=f"~{tokens:.0f}-token prompts against RULER's 4096: the paper ties the drop to long context",
+    )
 
 
 def k6(C: Claims, sp: pd.DataFrame, params: dict, e_lo: float) -> None:
@@ -221,10 +307,21 @@ def k6(C: Claims, sp: pd.DataFrame, params: dict, e_lo: float) -> None:
         return
     m = free[0]
     x = _per_prompt(sp, m, False, f"sink_{e_lo:g}").to_numpy()
-    ev = greater(f"sink@{e_lo:g} (%) with nothing prepended, mean over prompts", bootstrap(x), "prompts", K6_MIN_PCT,
-                 rule=f"reproduced if the 95% interval lies above {K6_MIN_PCT:g}%; not if at or below (threshold ours)")
-    C.add("K6", st, PUB_K6, f"{m}: {x.mean():.1f}% with nothing prepended", ev,
-          note=f"{m} is assumed trained without a fixed ⟨bos⟩ (the notes' inference [I], not verified)")
+    ev = greater(
+        f"sink@{e_lo:g} (%) with nothing prepended, mean over prompts",
+        bootstrap(x),
+        "prompts",
+        K6_MIN_PCT,
+        rule=f"reproduced if the 95% interval lies above {K6_MIN_PCT:g}%; not if at or below (threshold ours)",
+    )
+    C.add(
+        "K6",
+        st,
+        PUB_K6,
+        f"{m}: {x.mean():.1f}% with nothing prepended",
+        ev,
+        note=f"{m} is assumed trained without a fixed ⟨bos⟩ (the notes' inference [I], not verified)",
+    )
 
 
 def k9(C: Claims, fig4: pd.DataFrame | None, params: dict, bm: str) -> None:
@@ -233,30 +330,65 @@ def k9(C: Claims, fig4: pd.DataFrame | None, params: dict, bm: str) -> None:
     vt = None if fig4 is None else fig4[fig4["table"] == "value_norms"]
     if vt is None or not len(vt):
         C.untestable("K9", st, PUB_K9, "no value-norm table in this run (fig4.csv)")
-        C.untestable("K9-contrast", st_c, PUB_K9_CONTRAST, "no value-norm table in this run (fig4.csv)", kind="hypothesis")
+        C.untestable(
+            "K9-contrast", st_c, PUB_K9_CONTRAST, "no value-norm table in this run (fig4.csv)", kind="hypothesis"
+        )
         return
     nh = int(params.get(f"n_heads:{bm}", vt["head"].max() + 1))
     nkv = int(params.get(f"n_kv_heads:{bm}", nh))
     g = vt.assign(kv=vt["head"] // (nh // nkv)).groupby(["layer", "kv"])
-    kv = pd.DataFrame({"log_ratio": g.ratio.apply(lambda r: float(np.log10(r.iloc[0]))),
-                       "below": g.below_median.first() > 0.5, "rank": g.bos_rank.first(),
-                       "sink": g.score.max() > SINK_HEAD_SCORE})
+    kv = pd.DataFrame(
+        {
+            "log_ratio": g.ratio.apply(lambda r: float(np.log10(r.iloc[0]))),
+            "below": g.below_median.first() > 0.5,
+            "rank": g.bos_rank.first(),
+            "sink": g.score.max() > SINK_HEAD_SCORE,
+        }
+    )
     s, o = kv[kv.sink], kv[~kv.sink]
     unit = "KV heads"
-    desc = lambda d: (f"{len(d)} KV heads: ⟨bos⟩ value below the median in {int(d.below.sum())}/{len(d)}, "  # noqa: E731
-                      f"geo-mean ratio {10 ** d.log_ratio.mean():.2f}" if len(d) else "0 KV heads")
+
+    def desc(d):
+        if not len(d):
+            return "0 KV heads"
+        return (
+            f"{len(d)} KV heads: ⟨bos⟩ value below the median in {int(d.below.sum())}/{len(d)}, "
+            f"geo-mean ratio {10 ** d.log_ratio.mean():.2f}"
+        )
+
     ours = f"{bm}: sink {desc(s)}; non-sink {desc(o)}"
-    ev = less("geometric-mean ‖v_⟨bos⟩‖ / median ‖v_other‖ over sink KV heads", _exp10(bootstrap(s.log_ratio.to_numpy())),
-              unit, 1.0, rule=f"sink KV head = one with a query head of mean first-position score > {SINK_HEAD_SCORE:g}; "
-              "reproduced if the 95% interval (bootstrap over sink KV heads) lies below 1; not if at or above")
-    C.add("K9", st, PUB_K9, ours, ev,
-          note="holds in non-sink KV heads too (see K9-contrast): a property of ⟨bos⟩, not evidence specific to sinks")
-    ev_c = less("geo-mean ratio in sink KV heads / in non-sink KV heads",
-                _exp10(two_group_bootstrap(s.log_ratio.to_numpy(), o.log_ratio.to_numpy(),
-                                           lambda a, b: a.mean() - b.mean())), unit, 1.0,
-                rule="reproduced if the 95% interval (stratified bootstrap over KV heads) lies below 1; not if at or above")
-    C.add("K9-contrast", st_c, PUB_K9_CONTRAST, ours, ev_c, kind="hypothesis",
-          note="our contrast, asked by the review: the old K9 counted sink heads only")
+    ev = less(
+        "geometric-mean ‖v_⟨bos⟩‖ / median ‖v_other‖ over sink KV heads",
+        _exp10(bootstrap(s.log_ratio.to_numpy())),
+        unit,
+        1.0,
+        rule=f"sink KV head = one with a query head of mean first-position score > {SINK_HEAD_SCORE:g}; "
+        "reproduced if the 95% interval (bootstrap over sink KV heads) lies below 1; not if at or above",
+    )
+    C.add(
+        "K9",
+        st,
+        PUB_K9,
+        ours,
+        ev,
+        note="holds in non-sink KV heads too (see K9-contrast): a property of ⟨bos⟩, not evidence specific to sinks",
+    )
+    ev_c = less(
+        "geo-mean ratio in sink KV heads / in non-sink KV heads",
+        _exp10(two_group_bootstrap(s.log_ratio.to_numpy(), o.log_ratio.to_numpy(), lambda a, b: a.mean() - b.mean())),
+        unit,
+        1.0,
+        rule="reproduced if the 95% interval (stratified bootstrap over KV heads) lies below 1; not if at or above",
+    )
+    C.add(
+        "K9-contrast",
+        st_c,
+        PUB_K9_CONTRAST,
+        ours,
+        ev_c,
+        kind="hypothesis",
+        note="our contrast, asked by the review: the old K9 counted sink heads only",
+    )
 
 
 # ----------------------------------------------------------------------------------- pretraining claims
@@ -272,28 +404,50 @@ def k7(C: Claims, fig5: pd.DataFrame | None, params: dict, profile: str, e_lo: f
     for cid, pick in (("K7", lambda s: s.startswith("live")), ("K7-gpu", lambda s: s.startswith("gpu"))):
         d = next((d for s, d in srcs.items() if pick(s)), None)
         if d is None:
-            why = ("no live pretraining in this run" if cid == "K7" else
-                   "no committed figures/attention_sinks/gpu/fig5.csv (run profile gpu on an H100)")
+            why = (
+                "no live pretraining in this run"
+                if cid == "K7"
+                else "no committed figures/attention_sinks/gpu/fig5.csv (run profile gpu on an H100)"
+            )
             C.untestable(cid, st if cid == "K7" else st + " (committed gpu run)", PUB_K7, why)
             continue
         fin = d[d.step == d.step.max()].sort_values("ctx")
-        ours = (f"final sink@{e_lo:g} " + ", ".join(f"ctx {c}: {v:.1f}%" for c, v in zip(fin.ctx, fin[col])) +
-                "; mean first-position score " + ", ".join(f"{v:.3f}" for v in fin.mean_score) +
-                f" (chance {chance_score(eval_T):.3f} at T={eval_T}); val-loss spread "
-                f"{fin.val_loss.max() - fin.val_loss.min():.2f}")
-        premise = (f"premise: a run formed a sink if its final sink@{e_lo:g} ≥ {SINK_FORMED_PCT:g}% of (held-out "
-                   f"window, layer, head) triples at eval T={eval_T}")
+        ours = (
+            f"final sink@{e_lo:g} "
+            + ", ".join(f"ctx {c}: {v:.1f}%" for c, v in zip(fin.ctx, fin[col], strict=True))
+            + "; mean first-position score "
+            + ", ".join(f"{v:.3f}" for v in fin.mean_score)
+            + f" (chance {chance_score(eval_T):.3f} at T={eval_T}); val-loss spread "
+            f"{fin.val_loss.max() - fin.val_loss.min():.2f}"
+        )
+        premise = (
+            f"premise: a run formed a sink if its final sink@{e_lo:g} ≥ {SINK_FORMED_PCT:g}% of (held-out "
+            f"window, layer, head) triples at eval T={eval_T}"
+        )
         if not _formed(fin[col]):
-            C.untestable(cid, st, PUB_K7, f"no sinks formed: max final sink@{e_lo:g} {fin[col].max():.1f}% < "
-                         f"{SINK_FORMED_PCT:g}% in every context length ({premise})"
-                         + ("; smoke runs are a pipeline check" if profile == "smoke" and cid == "K7" else ""), ours=ours)
+            C.untestable(
+                cid,
+                st,
+                PUB_K7,
+                f"no sinks formed: max final sink@{e_lo:g} {fin[col].max():.1f}% < "
+                f"{SINK_FORMED_PCT:g}% in every context length ({premise})"
+                + ("; smoke runs are a pipeline check" if profile == "smoke" and cid == "K7" else ""),
+                ours=ours,
+            )
             continue
         rho = pd.Series(fin[col].to_numpy()).corr(pd.Series(fin.ctx.to_numpy()), method="spearman")
-        C.inconclusive(cid, st, PUB_K7, ours + f"; Spearman {rho:.2f}",
-                       f"{premise}: met; but one run per context length and only aggregate sink rates saved, so no "
-                       "interval over seeds or windows decides the trend", statistic="Spearman(ctx, final sink rate)",
-                       n=len(fin), unit="context lengths (1 seed each)",
-                       rule="trend: Spearman ≥ 0.8 over ≥ 4 ctx, val losses within 0.15 (needs ≥ 2 seeds per ctx to decide)")
+        C.inconclusive(
+            cid,
+            st,
+            PUB_K7,
+            ours + f"; Spearman {rho:.2f}",
+            f"{premise}: met; but one run per context length and only aggregate sink rates saved, so no "
+            "interval over seeds or windows decides the trend",
+            statistic="Spearman(ctx, final sink rate)",
+            n=len(fin),
+            unit="context lengths (1 seed each)",
+            rule="trend: Spearman ≥ 0.8 over ≥ 4 ctx, val losses within 0.15 (needs ≥ 2 seeds per ctx to decide)",
+        )
 
 
 def k8(C: Claims, t2: pd.DataFrame | None, params: dict, profile: str, e_lo: float) -> None:
@@ -303,28 +457,49 @@ def k8(C: Claims, t2: pd.DataFrame | None, params: dict, profile: str, e_lo: flo
     for cid, pick in (("K8", lambda s: s.startswith("live")), ("K8-gpu", lambda s: s.startswith("gpu"))):
         d = next((d for s, d in srcs.items() if pick(s)), None)
         if d is None:
-            why = ("no live pretraining in this run" if cid == "K8" else
-                   "no committed figures/attention_sinks/gpu/table2.csv (run profile gpu on an H100)")
+            why = (
+                "no live pretraining in this run"
+                if cid == "K8"
+                else "no committed figures/attention_sinks/gpu/table2.csv (run profile gpu on an H100)"
+            )
             C.untestable(cid, st if cid == "K8" else st + " (committed gpu run)", PUB_K8, why)
             continue
         d = d.assign(eval_bos=d.eval_bos.map(_bool), train_bos=d.train_bos.map(_bool))
         as_trained = d[d.eval_bos == d.train_bos]
-        ours = "; ".join(f"{r.variant} {'with' if r.eval_bos else 'without'} ⟨bos⟩: sink {getattr(r, 'sink'):.1f}%, "
-                         f"score {r.mean_score:.3f}, loss {r.loss:.2f}"
-                         for r in d.rename(columns={col: "sink"}).itertuples())
+        ours = "; ".join(
+            f"{r.variant} {'with' if r.eval_bos else 'without'} ⟨bos⟩: sink {r.sink:.1f}%, "
+            f"score {r.mean_score:.3f}, loss {r.loss:.2f}"
+            for r in d.rename(columns={col: "sink"}).itertuples()
+        )
         eval_T = int(float(params.get("eval_T", 64)))
-        premise = (f"premise: a variant formed a sink if sink@{e_lo:g} ≥ {SINK_FORMED_PCT:g}% when evaluated as trained "
-                   f"(chance mean score {chance_score(eval_T):.3f} at T={eval_T})")
+        premise = (
+            f"premise: a variant formed a sink if sink@{e_lo:g} ≥ {SINK_FORMED_PCT:g}% when evaluated as trained "
+            f"(chance mean score {chance_score(eval_T):.3f} at T={eval_T})"
+        )
         if not _formed(as_trained[col]):
-            C.untestable(cid, st, PUB_K8, f"no sinks formed: max sink@{e_lo:g} as trained {as_trained[col].max():.1f}% < "
-                         f"{SINK_FORMED_PCT:g}% in every variant ({premise})"
-                         + ("; smoke runs are a pipeline check" if profile == "smoke" and cid == "K8" else ""), ours=ours)
+            C.untestable(
+                cid,
+                st,
+                PUB_K8,
+                f"no sinks formed: max sink@{e_lo:g} as trained {as_trained[col].max():.1f}% < "
+                f"{SINK_FORMED_PCT:g}% in every variant ({premise})"
+                + ("; smoke runs are a pipeline check" if profile == "smoke" and cid == "K8" else ""),
+                ours=ours,
+            )
             continue
-        C.inconclusive(cid, st, PUB_K8, ours, f"{premise}: met; but only aggregate rates per variant were saved (one "
-                       "run each), so no interval over windows or seeds decides the comparisons",
-                       statistic="sink and loss with vs without ⟨bos⟩ per variant", n=len(d), unit="variant x eval rows",
-                       rule="fixed ⟨bos⟩: sink ≥ 10x down and loss ≥ 1.5x up without it; no fixed ⟨bos⟩: sink > 10%, "
-                            "|Δloss| < 0.05")
+        C.inconclusive(
+            cid,
+            st,
+            PUB_K8,
+            ours,
+            f"{premise}: met; but only aggregate rates per variant were saved (one "
+            "run each), so no interval over windows or seeds decides the comparisons",
+            statistic="sink and loss with vs without ⟨bos⟩ per variant",
+            n=len(d),
+            unit="variant x eval rows",
+            rule="fixed ⟨bos⟩: sink ≥ 10x down and loss ≥ 1.5x up without it; no fixed ⟨bos⟩: sink > 10%, "
+            "|Δloss| < 0.05",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -337,13 +512,15 @@ def build(folder: Path, profile: str) -> Claims:
     bm = params.get("bos_model", "")
     if sp is None or not len(sp):
         why = "pretrained models not loaded in this run (pretrained=False or no sink_per_prompt.csv)"
-        for cid, st, pub in (("K1", "Llama-3.1 sink metric at ε=0.8 grows with size (Table 1)", PUB_K1),
-                             ("K3", "removing ⟨bos⟩ from a ⟨bos⟩-trained model collapses the first-token sink", PUB_K3),
-                             ("K4", "a one-word perturbation spreads more without ⟨bos⟩ (Fig. 2)", PUB_K4),
-                             ("K5-nll", "removing ⟨bos⟩ raises the next-token loss (Table 3 proxy)", PUB_K5_NLL),
-                             ("K5-passkey", "removing ⟨bos⟩ hurts retrieval (Table 3: RULER)", PUB_K5_PK),
-                             ("K6", "a model trained without a fixed ⟨bos⟩ still forms a sink on the first token", PUB_K6),
-                             ("K9", "the ⟨bos⟩ value vector has a small norm in sink heads (Fig. 4)", PUB_K9)):
+        for cid, st, pub in (
+            ("K1", "Llama-3.1 sink metric at ε=0.8 grows with size (Table 1)", PUB_K1),
+            ("K3", "removing ⟨bos⟩ from a ⟨bos⟩-trained model collapses the first-token sink", PUB_K3),
+            ("K4", "a one-word perturbation spreads more without ⟨bos⟩ (Fig. 2)", PUB_K4),
+            ("K5-nll", "removing ⟨bos⟩ raises the next-token loss (Table 3 proxy)", PUB_K5_NLL),
+            ("K5-passkey", "removing ⟨bos⟩ hurts retrieval (Table 3: RULER)", PUB_K5_PK),
+            ("K6", "a model trained without a fixed ⟨bos⟩ still forms a sink on the first token", PUB_K6),
+            ("K9", "the ⟨bos⟩ value vector has a small norm in sink heads (Fig. 4)", PUB_K9),
+        ):
             C.untestable(cid, st, pub, why)
     else:
         k1(C, sp, params)
@@ -357,4 +534,3 @@ def build(folder: Path, profile: str) -> Claims:
     if sp is not None and len(sp):
         k9(C, _opt(folder, "fig4"), params, bm)
     return C
-
