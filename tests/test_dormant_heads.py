@@ -351,3 +351,27 @@ def test_overhead_reports_median_ratio_with_interval_per_score(monkeypatch):
     assert list(t.score) == ["ahon_ln", "awft"] and (t.pairs == 2).all() and len(calls) == 2 * 2 * 4
     assert ((t.q25 <= t.ratio) & (t.ratio <= t.q75) & (t.ci_low <= t.ratio) & (t.ratio <= t.ci_high)).all()
     assert (t.plain_seconds > 0).all()
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_ahon_wo_is_the_norm_of_each_heads_contribution_after_w_o(family):
+    """AHON-WO on GPT-2's Conv1D (W_O stored [in, out]) and on nn.Linear: the mean over positions of
+    |o_proj(z with only head h kept) - o_proj(0)|."""
+    from test_heads import tiny as tiny_hf
+
+    model = tiny_hf(family)
+    hv = heads.Heads(model)
+    ids = torch.randint(0, 97, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), heads.capture(model, z=True) as cache:
+        model(ids)
+    z = cache.z[1]  # [b, p, head, d_head]
+    view = heads.HeadView(1, z, heads=hv)
+    got = D.ahon_wo(view)  # [b, head]
+    o = hv.o_proj(1)
+    with torch.no_grad():
+        zero = o(torch.zeros_like(z.flatten(-2)))
+        for h in range(hv.n_heads):
+            keep = torch.zeros_like(z)
+            keep[:, :, h] = z[:, :, h]
+            want = (o(keep.flatten(-2)) - zero).norm(dim=-1).mean(1)
+            torch.testing.assert_close(got[:, h], want, rtol=1e-4, atol=1e-5)

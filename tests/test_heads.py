@@ -313,3 +313,18 @@ def test_unknown_architecture_is_named():
     m.config = type("C", (), {"model_type": "mamba"})()
     with pytest.raises(KeyError, match="mamba"):
         heads.Heads(m)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_w_o_splits_o_proj_by_head(family):
+    """o_proj(z) = bias + sum_h z_h @ w_o[h] on every family (nn.Linear [out, in] and GPT-2's Conv1D [in, out])."""
+    model = tiny(family)
+    h = heads.Heads(model)
+    z = torch.randn(2, 5, h.n_heads, h.d_head, generator=torch.Generator().manual_seed(0))
+    o = h.o_proj(1)
+    bias = o.bias if getattr(o, "bias", None) is not None else 0.0
+    with torch.no_grad():
+        want = o(z.flatten(-2))
+        got = torch.einsum("bphd,hdm->bpm", z, h.w_o(1)) + bias
+    assert h.w_o(1).shape == (h.n_heads, h.d_head, want.shape[-1])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -49,6 +49,17 @@ def verify_checksums() -> dict[str, bool]:
     return ok
 
 
+def require_checksums():
+    """Raise a one-line DataError naming every data file that is missing or differs from data/SHA256SUMS
+    (every notebook's session checks this before any compute: results come from the committed data)."""
+    bad = [name for name, ok in verify_checksums().items() if not ok]
+    if bad:
+        raise DataError(
+            f"data files missing or changed against data/SHA256SUMS: {', '.join(bad)} "
+            "(restore them with git checkout, or rebuild with data/build_corpus.py and update SHA256SUMS)"
+        )
+
+
 @cache
 def _read_jsonl(path: str) -> tuple[dict, ...]:
     return tuple(json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip())

@@ -148,6 +148,12 @@ class Heads:
                 f"headlab.models.load(..., attn='eager') or call model.set_attn_implementation('eager')."
             )
 
+    def w_o(self, layer: int) -> torch.Tensor:
+        """W_O split by head, ``[head, d_head, d_model]`` (a view of the weight): head h adds ``z_h @ w_o[h]``."""
+        w = self.o_proj(layer).weight  # nn.Linear: [d_model, head * d_head]; GPT-2's Conv1D: [head * d_head, d_model]
+        w = w if self.model_type == "gpt2" else w.T
+        return w.view(self.n_heads, self.d_head, w.shape[-1])
+
     def o_proj_weight_slice(self, layer: int, head: int) -> tuple[torch.Tensor, tuple]:
         """The W_O parameter and the index of head's columns (as an index tuple into the weight)."""
         w = self.o_proj(layer).weight

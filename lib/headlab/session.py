@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .data import require_checksums
 from .figures import style
 from .train import seed_everything, set_threads
 
@@ -22,6 +23,7 @@ class Session:
         self.P = P
         self.t0 = time.time()
         self.times: dict[str, float] = {}
+        require_checksums()  # the notebook's data are the committed ones
         seed_everything(int(P.get("seed", 0)))
         self.threads = set_threads()
         self.device = torch.device(P.get("device", "cpu"))

@@ -161,9 +161,8 @@ def lthon_hn(view):
 def ahon_wo(view):
     """App. A.1 variant: average norm of the head's d_model contribution W_O^(h) z_i (post-W_O)."""
     z = view.z.float()
-    W = view.heads.o_proj(view.layer).weight.float()  # [d_model, head * d_head] (nn.Linear)
-    Wh = W.view(W.shape[0], z.shape[2], z.shape[3])  # [d_model, head, d_head]
-    out = torch.einsum("bphd,mhd->bphm", z, Wh)
+    w_o = view.heads.w_o(view.layer).float()  # [head, d_head, d_model], nn.Linear or GPT-2's Conv1D
+    out = torch.einsum("bphd,hdm->bphm", z, w_o)
     m = _valid(view, z.shape[0], z.shape[1], z.device)
     return _mean_over_pos(out.norm(dim=-1), m)
 
