@@ -328,3 +328,20 @@ def test_w_o_splits_o_proj_by_head(family):
         got = torch.einsum("bphd,hdm->bpm", z, h.w_o(1)) + bias
     assert h.w_o(1).shape == (h.n_heads, h.d_head, want.shape[-1])
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "headlab"])
+def test_eager_switches_for_the_duration_and_restores_on_error(family):
+    model = tiny(family, attn="sdpa")
+    h = heads.Heads(model)
+    before = h.attn_implementation()
+    assert before == "sdpa"
+    with heads.eager(model):
+        assert h.attn_implementation() == "eager"
+        with heads.capture(model, z=False, pattern=True) as c:
+            model(IDS)
+        assert len(c.pattern) == h.n_layers
+    assert h.attn_implementation() == before
+    with pytest.raises(RuntimeError, match="boom"), heads.eager(model):
+        raise RuntimeError("boom")
+    assert h.attn_implementation() == before

@@ -242,6 +242,30 @@ def _attn_output_weights(out):
 
 
 @contextlib.contextmanager
+def eager(model: nn.Module):
+    """Run ``model`` with eager attention (its patterns observable) for the duration, and restore the
+    implementation it had afterwards, also on error. headlab models (``config.attn_impl``, also the papers'
+    own models built on headlab's Config) and Hugging Face models (``set_attn_implementation``)."""
+    cfg = model.config
+    if hasattr(cfg, "attn_impl"):
+        old, cfg.attn_impl = cfg.attn_impl, "eager"
+        try:
+            yield model
+        finally:
+            cfg.attn_impl = old
+        return
+    old = getattr(cfg, "_attn_implementation", None)
+    if old == "eager":
+        yield model
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(old)
+
+
+@contextlib.contextmanager
 def capture(
     model: nn.Module,
     z: bool = True,

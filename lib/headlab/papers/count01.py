@@ -223,10 +223,6 @@ def describe(b: Batch) -> dict:
     }
 
 
-def render(ids: torch.Tensor) -> str:
-    return " ".join(TOKEN_NAMES[i] for i in ids.tolist() if i != PAD)
-
-
 # -- model ---------------------------------------------------------------------------------------
 def make_model(n_heads: int, spec: TaskSpec, d_model: int = 32, pos_emb: str = "none", seed: int = 0) -> HeadlabLM:
     """One layer, attention only, ``n_heads`` heads of size d_model / n_heads, no final norm, untied
@@ -641,7 +637,6 @@ def intervene_logits(
 ) -> torch.Tensor:
     """Decision logits after editing every head's (or ``heads_mask``'s) attention row at the decision
     position: z = edited weights @ the unchanged values, through headlab.heads.intervene."""
-    model.set_attn_implementation("eager")
     n = len(b)
     ar = torch.arange(n)
 
@@ -655,9 +650,8 @@ def intervene_logits(
         z[ar, b.pos] = torch.einsum("nhk,nkhe->nhe", new, view.v)
         return z
 
-    with torch.no_grad(), hl.intervene(model, edit, needs=("pattern", "v")):
+    with torch.no_grad(), hl.eager(model), hl.intervene(model, edit, needs=("pattern", "v")):
         logits = model(b.ids).logits[ar, b.pos]
-    model.set_attn_implementation("sdpa")
     return logits
 
 

@@ -26,6 +26,7 @@ Pieces, in the order a notebook uses them:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import time
@@ -230,7 +231,6 @@ class Task:
     max_len: int = 128
     batch_size: int = 32
     labels: list | None = None  # per-item labels (e.g. text type), optional
-    evaluator: str = "batched"  # mc only: "batched" (mc_accuracy) or "headlab" (eval.multiple_choice)
 
     @property
     def higher_is_better(self) -> bool:
@@ -242,10 +242,7 @@ class Task:
     def evaluate(self, model, tok) -> dict:
         """``metric`` (acc % or nats/token) and ``per_item`` (bool correct, or per-text nll arrays)."""
         if self.kind == "mc":
-            if self.evaluator == "headlab":
-                r = ev.multiple_choice(model, tok, self.items, bos=self.bos, batch_size=self.batch_size, progress=False)
-            else:
-                r = mc_accuracy(model, tok, self.items, bos=self.bos, batch_size=self.batch_size)
+            r = mc_accuracy(model, tok, self.items, bos=self.bos, batch_size=self.batch_size)
             return {"metric": 100.0 * r["acc"], "per_item": r["correct"].astype(bool)}
         if self.kind == "nll":
             nll = ev.token_nll(
@@ -910,13 +907,8 @@ def bb_copy_accuracy(model, task: BigramBackcopy, x: np.ndarray) -> float:
 def model_scores(model, ids: torch.Tensor, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Scores ``[input, layer, head]`` of one unablated forward of a headlab model on ``ids``
     (switches it to eager attention for the duration when patterns are needed)."""
-    impl = model.config.attn_impl
-    if "pattern" in needs_of(names):
-        model.set_attn_implementation("eager")
-    try:
+    with H.eager(model) if "pattern" in needs_of(names) else contextlib.nullcontext():
         s, _ = record_scores(model, lambda: model(ids), names)
-    finally:
-        model.set_attn_implementation(impl)
     return s
 
 

@@ -56,7 +56,6 @@ from headlab.train import TrainConfig, train
 
 ROUTERS = ("two_stage", "no_two_stage", "no_shared", "query_norm", "query_norm_inverse", "random", "dense")
 LEARNED = ("two_stage", "no_two_stage", "no_shared")
-BINARY = ("query_norm", "query_norm_inverse", "random")
 EPS = torch.finfo(torch.float32).eps
 
 
@@ -670,20 +669,15 @@ def head_redundancy(pattern: torch.Tensor, z: torch.Tensor, mask: torch.Tensor |
 def model_redundancy(model: nn.Module, batches: Iterable, forward: Callable | None = None) -> dict:
     """``head_redundancy`` averaged over layers and batches (masked mode, eager attention)."""
     forward = forward or (lambda m, b: m(b))
-    old_impl = model.config.attn_impl
-    model.config.attn_impl = "eager"
     acc = []
-    try:
-        with torch.no_grad():
-            for b in batches:
-                with hheads.capture(model, z=True, pattern=True) as cache:
-                    forward(model, b)
-                recs = routing_records(model)
-                for l in cache.z:
-                    mask = recs[l].mask if l in recs else None
-                    acc.append(head_redundancy(cache.pattern[l], cache.z[l], mask))
-    finally:
-        model.config.attn_impl = old_impl
+    with torch.no_grad(), hheads.eager(model):
+        for b in batches:
+            with hheads.capture(model, z=True, pattern=True) as cache:
+                forward(model, b)
+            recs = routing_records(model)
+            for l in cache.z:
+                mask = recs[l].mask if l in recs else None
+                acc.append(head_redundancy(cache.pattern[l], cache.z[l], mask))
     return {k: float(np.nanmean([a[k] for a in acc])) for k in acc[0]}
 
 

@@ -86,11 +86,8 @@ def attention_patterns(
 ) -> torch.Tensor:
     """``[layer, batch, head, q, k]`` attention weights (float32, CPU). HF models must run eager
     attention; a headlab model is switched to its eager path for the call."""
-    old = None
-    if _is_headlab(model):
-        old = model.config.attn_impl
-        model.set_attn_implementation("eager")
-    try:
+    # HF models must already be eager (capture says so otherwise); a headlab model is switched for the call
+    with _heads.eager(model) if _is_headlab(model) else contextlib.nullcontext():
         dev = next(model.parameters()).device
         out = []
         for s in range(0, len(ids), batch_size):
@@ -102,9 +99,6 @@ def attention_patterns(
                 )
             out.append(cache.stack("pattern").float().cpu())
         return torch.cat(out, dim=1)
-    finally:
-        if old is not None:
-            model.set_attn_implementation(old)
 
 
 def first_position_scores(patterns: torch.Tensor, include_first_row: bool = True) -> torch.Tensor:
