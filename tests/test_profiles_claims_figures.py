@@ -233,3 +233,34 @@ def test_replot_redraws_count01_gpu_figures_from_their_committed_csvs(tmp_path, 
     assert "run the notebook at this profile first" in capsys.readouterr().err
     assert main(["replot", "01_dormant_heads", "--profile", "smoke"]) == 2
     assert "rerun it instead" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_notebooks_run_on_a_local_socket_kernel_without_the_tcp_warning(tmp_path, capfd):
+    """The runner's kernels use IPC sockets in a private folder, removed afterwards; parameters are injected."""
+    import glob
+    import tempfile
+
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('profile:', profile)"),
+    ]
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (headlab)", "language": "python", "name": "python3"}
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    before = set(glob.glob(f"{tempfile.gettempdir()}/headlab-kernel-*"))
+    pm.execute_notebook(
+        str(tmp_path / "t.ipynb"),
+        str(tmp_path / "o.ipynb"),
+        parameters={"profile": "gpu"},
+        kernel_name=run.KERNEL,
+        kernel_manager_class=run._kernel_manager_class(),
+        progress_bar=False,
+    )
+    out = nbformat.read(tmp_path / "o.ipynb", as_version=4)
+    assert "profile: gpu" in "".join(o.get("text", "") for o in out.cells[-1].outputs)
+    assert "without encryption" not in capfd.readouterr().err
+    assert set(glob.glob(f"{tempfile.gettempdir()}/headlab-kernel-*")) == before

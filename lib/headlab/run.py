@@ -26,6 +26,27 @@ from .profiles import NOTEBOOKS, PROFILES, REHEARSE_ENV, ProfileError, resolve
 KERNEL = "python3"  # the kernel of the interpreter that runs papermill (the .venv's)
 
 
+def _kernel_manager_class():
+    """Kernels talk to papermill over local (IPC) sockets in a private temporary folder, not over TCP
+    ports: nothing listens on the network, and ipykernel prints no plain-text-over-TCP warning."""
+    import shutil
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self._sockets = tempfile.mkdtemp(prefix="headlab-kernel-")
+            self.transport, self.ip = "ipc", os.path.join(self._sockets, "kernel")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart)
+            if not restart:
+                shutil.rmtree(self._sockets, ignore_errors=True)
+
+    return LocalKernelManager
+
+
 def available() -> list[str]:
     return sorted(n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists())
 
@@ -107,8 +128,10 @@ def run_one(
             tmp,
             parameters={"profile": profile, **(params or {})},
             kernel_name=KERNEL,
+            kernel_manager_class=_kernel_manager_class(),
             cwd=str(NOTEBOOKS_DIR),
-            progress_bar=False,
+            # a per-cell bar for a person at a terminal (explicit: TQDM_DISABLE is set for the kernels); none in logs
+            progress_bar={"desc": f"  {name}", "disable": not sys.stderr.isatty(), "leave": False},
             log_output=False,
         )
     except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
