@@ -11,7 +11,7 @@ NB ?=
 STAMP := $(VENV)/.headlab-installed
 MODELS := .cache/models/.built
 
-.PHONY: setup models reproduce test lint unit nbval bench clean-cache help device-bundle
+.PHONY: setup models reproduce test lint unit nbval bench lab clean-cache help device-bundle
 help:
 	@sed -n '2,5p' Makefile
 
@@ -55,6 +55,10 @@ lint: setup
 	$(BIN)/python .ci/nbnorm.py notebooks/*.ipynb
 
 test: lint unit nbval
+
+# JupyterLab on the project's environment, opened on notebooks/ (its kernel "Python 3 (headlab)" is the .venv's)
+lab: $(MODELS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 bench: $(MODELS)
 	$(BIN)/python -m headlab bench --runs 3
