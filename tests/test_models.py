@@ -118,3 +118,18 @@ def test_fast_load_gives_the_same_tokenizer_and_logits(name, tmp_path):
     ids = torch.tensor([models.encode(tok, texts[0], bos=True)[:64]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, ref(ids).logits)
+
+
+def test_bos_for_reads_the_offline_table_else_the_tokenizer_default():
+    class Tok:
+        bos_token_id = 1
+
+        def __init__(self, adds):
+            self.adds = adds
+
+        def __call__(self, text):
+            return {"input_ids": ([1] if self.adds else []) + [7]}
+
+    assert models.bos_for("gemma3-270m", Tok(False)) is True  # the table wins for offline models
+    assert models.bos_for("smollm2-135m", Tok(True)) is False
+    assert models.bos_for("org/hub-model", Tok(True)) is True and models.bos_for("org/hub-model", Tok(False)) is False

@@ -267,6 +267,14 @@ def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float
     return model.to(dev).eval(), tok
 
 
+def bos_for(name: str, tok) -> bool:
+    """⟨bos⟩ as the model was trained: the offline table, else whether the tokenizer adds one by default."""
+    if name in OFFLINE_MODELS:
+        return OFFLINE_MODELS[name].bos_in_training
+    bid = getattr(tok, "bos_token_id", None)
+    return bid is not None and tok("a")["input_ids"][:1] == [bid]
+
+
 def bos_id(tok) -> int:
     if getattr(tok, "bos_token_id", None) is None:
         raise ValueError("this tokenizer defines no <bos> token")

@@ -1100,16 +1100,6 @@ def restrict_models(P, names: Sequence[str]):
     )
 
 
-def bos_for(name: str, tok) -> bool:
-    """⟨bos⟩ as the model was trained: the offline table, else the tokenizer's own default."""
-    from ..models import OFFLINE_MODELS
-
-    if name in OFFLINE_MODELS:
-        return OFFLINE_MODELS[name].bos_in_training
-    bid = getattr(tok, "bos_token_id", None)
-    return bid is not None and tok("a")["input_ids"][:1] == [bid]
-
-
 def mmlu_subset(n_subjects: int | None, per_subject: int, seed: int = 0, max_chars: int | None = None) -> list[MCItem]:
     """A subject-stratified MMLU sample: ``per_subject`` items from each of ``n_subjects`` subjects
     spread evenly over the alphabetical list (all 57 when None). ``max_chars`` keeps only items
