@@ -11,7 +11,7 @@ NB ?=
 STAMP := $(VENV)/.headlab-installed
 MODELS := .cache/models/.built
 
-.PHONY: setup models reproduce test lint unit nbval bench lab clean-cache help device-bundle
+.PHONY: setup models reproduce test lint unit nbval bench lab report report-check clean-cache help device-bundle
 help:
 	@sed -n '2,5p' Makefile
 
@@ -55,6 +55,19 @@ lint: setup
 	$(BIN)/python .ci/nbnorm.py notebooks/*.ipynb
 
 test: lint unit nbval
+
+# The static report site from what is committed (executes nothing): _site/index.html
+report: $(STAMP)
+	$(BIN)/python -m headlab report
+
+# Screenshots of the report's index and claims dashboard (headless Chromium, Debian's package `chromium`),
+# to look at before committing; docs/report-*.png are the ones the README shows
+report-check: report
+	@command -v chromium >/dev/null || { echo "report-check needs chromium (Debian: apt-get install chromium)"; exit 1; }
+	mkdir -p docs
+	for p in index claims; do chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+	  --window-size=1400,1000 --screenshot=docs/report-$$p.png file://$(CURDIR)/_site/$$p.html 2>/dev/null; done
+	@ls -l docs/report-*.png
 
 # JupyterLab on the project's environment, opened on notebooks/ (its kernel "Python 3 (headlab)" is the .venv's)
 lab: $(MODELS)

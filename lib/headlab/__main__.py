@@ -1,4 +1,4 @@
-"""Command line: ``python -m headlab {run,replot,claims,cache,bench,list,ship}``."""
+"""Command line: ``python -m headlab {run,replot,claims,report,cache,bench,list,ship}``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ def main(argv=None) -> int:
     cl.add_argument("--glance", action="store_true", help="print the README's claims-at-a-glance block instead")
     cl.add_argument("--profile", default="smoke", help="whose committed CSVs: smoke | gpu | paper")
     cl.add_argument("--check", action="store_true", help="compare with the committed claims instead of writing")
+    rep = sub.add_parser(
+        "report", help="build the static report site (notebooks, claims dashboard, figure gallery) into _site/"
+    )
+    rep.add_argument("--out", default=None, help="output folder (default: _site/ at the repository root)")
     c = sub.add_parser("cache", help="dequantise the offline GGUF models into .cache/models (once)")
     c.add_argument("models", nargs="*", help="offline model names (default: all)")
     c.add_argument("--force", action="store_true")
@@ -94,6 +98,16 @@ def main(argv=None) -> int:
             for path in mod.replot(NOTEBOOKS[a.notebook].paper, a.profile):
                 print(f"redrawn: {path}")
             return 0
+        if a.cmd == "report":
+            from pathlib import Path
+
+            from .report import SITE, broken_links, build
+
+            site = build(Path(a.out) if a.out else SITE)
+            bad = broken_links(site)
+            for b in bad:
+                print(f"broken link: {b}")
+            return 1 if bad else 0
         if a.cmd == "claims":
             from .claims import glance, rebuild
             from .paths import PUBLISHED_DIR

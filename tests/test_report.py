@@ -1,0 +1,60 @@
+"""The static report site, built from the committed files as a reader would open it: every internal link and
+image resolves, every committed figure, CSV, claims table and notebook is in it, and its counts are the README's."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from headlab import claims, report
+from headlab.paths import NOTEBOOKS_DIR, PUBLISHED_DIR, REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return report.build(tmp_path_factory.mktemp("site") / "_site")
+
+
+def _text(path):
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8")))
+
+
+@pytest.mark.slow
+def test_every_internal_link_and_image_resolves(site):
+    assert report.broken_links(site) == []
+
+
+@pytest.mark.slow
+def test_every_committed_figure_csv_claims_table_and_notebook_is_in_the_site(site):
+    for p in PUBLISHED_DIR.rglob("*"):
+        if p.suffix in (".png", ".csv") and not p.name.startswith("."):
+            assert (site / p.relative_to(REPO_ROOT)).exists(), p
+    gallery = (site / "figures.html").read_text(encoding="utf-8")
+    assert all(f'src="{p.relative_to(REPO_ROOT).as_posix()}"' in gallery for p in PUBLISHED_DIR.glob("*/*/[!.]*.png"))
+    for nb in NOTEBOOKS_DIR.glob("*.ipynb"):
+        assert (site / "notebooks" / f"{nb.stem}.html").exists()
+    for r in report.runs():
+        if r.profile != "smoke" and r.executed is not None:
+            assert (site / "runs" / f"{r.notebook}-{r.profile}.html").exists()
+
+
+@pytest.mark.slow
+def test_dashboard_has_every_claims_row_and_the_index_the_readmes_counts(site):
+    n = sum(
+        len(pd.read_csv(p, dtype=str)) for name in ("claims", "checks") for p in PUBLISHED_DIR.glob(f"*/*/{name}.csv")
+    )
+    dash = (site / "claims.html").read_text(encoding="utf-8")
+    assert dash.count("<tr data-notebook=") == n and f"of {n} rows" in dash
+    index = _text(site / "index.html")
+    for line in claims.glance().splitlines():
+        if line.startswith("| 0"):  # one run's counts, as the README's claims-at-a-glance table shows them
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert " ".join(cells) in index, cells
+
+
+def test_bibtex_names_the_figure_and_its_commit():
+    fig = next(PUBLISHED_DIR.glob("*/*/[!.]*.png"))
+    b = report.bibtex(fig, "abc1234", {"title": "headlab", "authors": [{"name": "X"}], "version": "0.1.0"})
+    assert b.startswith("@misc{headlab_") and fig.relative_to(REPO_ROOT).as_posix() in b and "abc1234" in b
