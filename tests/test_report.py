@@ -4,6 +4,8 @@ image resolves, every committed figure, CSV, claims table and notebook is in it,
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -47,14 +49,30 @@ def test_dashboard_has_every_claims_row_and_the_index_the_readmes_counts(site):
     )
     dash = (site / "claims.html").read_text(encoding="utf-8")
     assert dash.count("<tr data-notebook=") == n and f"of {n} rows" in dash
-    index = _text(site / "index.html")
+    index, dash_text = _text(site / "index.html"), _text(site / "claims.html")
     for line in claims.glance().splitlines():
         if line.startswith("| 0"):  # one run's counts, as the README's claims-at-a-glance table shows them
             cells = [c.strip() for c in line.strip("|").split("|")]
-            assert " ".join(cells) in index, cells
+            assert " ".join(cells) in index and " ".join(cells) in dash_text, cells
 
 
 def test_bibtex_names_the_figure_and_its_commit():
     fig = next(PUBLISHED_DIR.glob("*/*/[!.]*.png"))
     b = report.bibtex(fig, "abc1234", {"title": "headlab", "authors": [{"name": "X"}], "version": "0.1.0"})
     assert b.startswith("@misc{headlab_") and fig.relative_to(REPO_ROOT).as_posix() in b and "abc1234" in b
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (make report-check)")
+def test_dashboard_filters_work_in_a_browser(site):
+    """Headless Chromium opens the dashboard with filters in its URL; the page counts the rows they keep."""
+    url = f"file://{site}/claims.html#verdict=reproduced&kind=paper"
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    d = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in PUBLISHED_DIR.glob("*/*/claims.csv")])
+    want = int(((d.verdict == "reproduced") & (d.kind == "paper")).sum())
+    assert re.search(r'id="hl-shown">(\d+)<', dom).group(1) == str(want)

@@ -138,6 +138,14 @@ function headlabFilter() {
   });
   document.getElementById("hl-shown").textContent = shown;
 }
+// a link can carry filters: claims.html#verdict=reproduced&notebook=05_moh
+window.addEventListener("DOMContentLoaded", () => {
+  new URLSearchParams(location.hash.slice(1)).forEach((v, k) => {
+    const s = document.querySelector(`select.hl-filter[data-col="${k}"]`);
+    if (s) s.value = v;
+  });
+  headlabFilter();
+});
 </script>"""
 
 
@@ -301,6 +309,7 @@ def build(out: Path = SITE, quiet: bool = True) -> Path:
             "---\nhtml_theme.sidebar_secondary.remove: true\n---\n\n"
             "# Claims dashboard\n\nEvery committed claims row (and self-check, kind *check*) of every notebook and "
             "profile. The interval is a 95 % interval over the unit named under it; the rule decides the verdict.\n\n"
+            f"Verdict counts of the papers' own claims per run (the README's table):\n\n{glance().split(chr(10) * 2)[0]}\n\n"
             f"```{{raw}} html\n{dashboard(d)}\n```\n",
             encoding="utf-8",
         )
