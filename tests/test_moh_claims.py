@@ -168,3 +168,8 @@ def test_speed_rows(tmp_path):
     v = {r.claim_id: r.verdict for r in C.rows}
     assert v == {"T7-masked": "reproduced", "T7-skip<masked": "reproduced", "T7-skip50": "reproduced"}
     assert [r.kind for r in C.rows] == ["hypothesis", "hypothesis", "paper"]
+
+
+def test_each_family_names_its_own_unit():
+    assert mc.unit_name("ViT") == "test images" and mc.unit_name("LM") == "LM windows"
+    assert mc.unit_name("ViT MoH-75") == "test images" and mc.unit_name("other") == "units"

@@ -369,6 +369,14 @@ def _strata(labels: np.ndarray, uniq, n_boot: int, seed: int = 0) -> np.ndarray:
     return order[start + (u * size).astype(int)]
 
 
+UNIT_NAMES = {"ViT": "test images", "LM": "LM windows"}  # the unit each family's intervals resample
+
+
+def unit_name(family) -> str:
+    """What one unit of a family is: a ViT test image or an LM eval window."""
+    return next((v for k, v in UNIT_NAMES.items() if str(family).startswith(k)), "units")
+
+
 def c3_evidence(units: pd.DataFrame, n_perm: int = 200, seed: int = 0, n_boot: int = 1000) -> Evidence:
     """Routing depends on the category: the between-category TV of the routed loads (last layer), with a
     95% bootstrap interval over units (images/windows, resampled within each category), must lie above
@@ -388,7 +396,7 @@ def c3_evidence(units: pd.DataFrame, n_perm: int = 200, seed: int = 0, n_boot: i
     return greater(
         "between-category TV of routed loads (last layer)",
         (est, lo, hi, len(units)),
-        "units",
+        unit_name(units.family.iloc[0]) if "family" in units else "units",
         thr,
         f"reproduced if the 95% bootstrap interval (units resampled within category) lies above the "
         f"permutation null's 95th percentile ({thr:.3f}); not if at or below",
@@ -427,14 +435,14 @@ def c4_evidence(ru: pd.DataFrame, band=C4_BAND, n_boot: int = 500) -> Evidence:
         parts[f"{fam} min"] = greater(
             "smallest routed-head load / (K/E)",
             bootstrap(X, lo_stat, n_boot),
-            "units",
+            unit_name(fam),
             band[0],
             f"reproduced if the 95% interval lies above {band[0]:g}; not if at or below",
         )
         parts[f"{fam} max"] = less(
             "largest routed-head load / (K/E)",
             bootstrap(X, hi_stat, n_boot),
-            "units",
+            unit_name(fam),
             band[1],
             f"reproduced if the 95% interval lies below {band[1]:g}; not if at or above",
         )
@@ -472,7 +480,7 @@ def c8_evidence(su: pd.DataFrame, n_boot: int = 1000) -> Evidence:
         parts[fam] = greater(
             "shared minus routed across-category SD of mean gate",
             (spread_diff(x, labels, hs, uniq), lo, hi, len(d)),
-            "units",
+            unit_name(fam),
             0.0,
             "reproduced if the 95% bootstrap interval (units resampled within category) "
             "lies above 0; not if at or below",
@@ -496,7 +504,7 @@ def c9_parts(red: pd.DataFrame) -> dict[str, Evidence]:
             parts[f"{fam} {short}"] = less(
                 f"MoH - MHA {col} (per unit)",
                 bootstrap(diff),
-                "units",
+                unit_name(fam),
                 0.0,
                 "reproduced if the paired 95% interval lies below 0; not if at or above",
             )
