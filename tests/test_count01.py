@@ -237,3 +237,119 @@ def test_train_many_workers_and_analysis():
     an = one[0]["analysis"]
     assert len(an["heads"]) == 2 and an["summary"]["decomp_err"] < 1e-4
     assert {r["edit"] for r in an["interventions"]} >= {"none", "zero2", "balance01", "uniform"}
+
+
+def test_uniform_aggregation_ignores_a_zero_output_head():
+    """Adding a head that writes nothing leaves the active-head uniform aggregation unchanged (the old
+    all-heads version changes: the zero head lowers the common std every head is rescaled to)."""
+    spec = c.TaskSpec(l_max=10)
+    m = c.make_model(3, spec, seed=2)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    b, fit = c.test_set(spec, 400, 0), c.test_set(spec, 400, 1)
+    dec, dec_fit = c.decompose(m, b, spec), c.decompose(m, fit, spec)
+
+    def plus_zero(d):
+        z = torch.zeros_like(d.o[:, :1])
+        return c.Decomp(
+            d.logits,
+            d.r,
+            torch.cat([d.o, z], 1),
+            torch.cat([d.d, z[..., 0]], 1),
+            d.base,
+            torch.cat([d.row, d.row[:, :1]], 1),
+            d.max_err,
+            d.max_logit_err,
+        )
+
+    a = c.aggregation(dec, m, b, spec, dec_fit, fit)
+    z = c.aggregation(plus_zero(dec), m, b, spec, plus_zero(dec_fit), fit)
+    assert a["n_inert"] == 0 and z["n_inert"] == 1
+    assert z["uniform_active_acc"] == a["uniform_active_acc"]
+    assert z["uniform_active_syntax"] == a["uniform_active_syntax"]
+    assert a["uniform_active_acc"] == a["uniform_vocab_acc"]  # no inert head: the two agree
+
+
+def test_inert_mask():
+    d = torch.tensor([[0.0, 1.0, 5.0], [0.001, -1.0, -5.0], [0.0, 1.0, 5.0]])
+    assert c.inert_mask(d).tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("init,norm", [("normal", True), ("torch", True), ("normal", False), ("torch", False)])
+def test_init_and_norm_variants_stay_exact(init, norm):
+    spec = c.TaskSpec(l_max=10)
+    m = c.make_model(2, spec, seed=0, init=init, attn_norm=norm)
+    assert isinstance(m.layers[0].input_layernorm, torch.nn.Identity) != norm
+    w = m.embed_tokens.weight.std().item()
+    assert (w < 0.05) == (init == "normal")  # N(0, 0.02²) against PyTorch's N(0, 1) embedding
+    dec = c.decompose(m, c.test_set(spec, 100, 0), spec)
+    assert dec.max_err < 1e-6
+    with pytest.raises(ValueError, match="init must be"):
+        c.make_model(2, spec, init="xavier")
+
+
+def test_checkpoints_and_weights_roundtrip(tmp_path):
+    spec = c.TaskSpec(l_max=6)
+    run = c.RunSpec(
+        n_heads=2,
+        seed=0,
+        steps=20,
+        batch=16,
+        eval_every=10,
+        n_eval=50,
+        ckpt_steps=[10, 20],
+        init="torch",
+        attn_norm=False,
+    )
+    r = c.train_run(spec, run)
+    assert sorted(r["checkpoints"]) == [10, 20]
+    for k, v in r["state_dict"].items():  # the last checkpoint is the final model
+        assert torch.equal(r["checkpoints"][20][k], v)
+    assert any(not torch.equal(r["checkpoints"][10][k], v) for k, v in r["state_dict"].items())
+    b = c.test_set(spec, 50, 3)
+    rows = c.checkpoint_heads(r, b)
+    assert sorted({x["step"] for x in rows}) == [10, 20] and len(rows) == 4
+    c.save_weights({("A", 2, 0): r}, tmp_path / "w.pt")
+    w = c.load_weights(tmp_path / "w.pt")
+    assert list(w) == ["A_H2_s0"]
+    m1, m2 = c.load_run(r), c.load_run(w["A_H2_s0"])
+    assert torch.equal(c.decision_logits(m1, b), c.decision_logits(m2, b))
+    with pytest.raises(ValueError, match="ckpt_steps"):
+        c.RunSpec(n_heads=1, seed=0, steps=10, ckpt_steps=[20])
+
+
+def test_ratio_sweep_at_unit_ratio_is_the_unedited_head():
+    spec = c.TaskSpec(l_max=10)
+    m = c.make_model(3, spec, seed=4)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    b = c.test_set(spec, 300, 0)
+    dec = c.decompose(m, b, spec)
+    hm = {r["head"]: r for r in c.head_metrics(dec, m, b, spec)}
+    rs = c.ratio_sweep(m, b, spec, fs=(1 / 8, 1, 8), f2s=(0, 1))
+    assert len(rs) == 3 * 2 * 3
+    for r in rs:
+        if r["f"] == 1 and r["f2"] == 1:
+            assert r["s_acc"] == hm[r["head"]]["s_acc"] and r["auc"] == pytest.approx(hm[r["head"]]["auc"], abs=1e-9)
+    # the edit is the one the interventions use: scale(1, f) on 1s and f2 on 2s
+    row = torch.softmax(torch.randn(2, 3, 5), -1)
+    ids = torch.tensor([[c.BOS, c.ZERO, c.ONE, c.TWO, c.EOS]] * 2)
+    e = c.edit_row(row, ids, "scale", 1.0, 2.0, 0.0)
+    assert torch.all(e[..., 3] == 0) and torch.allclose(e.sum(-1), torch.ones(2, 3))
+
+
+def test_grid_jobs_keys_and_arms():
+    from headlab.profiles import resolve
+
+    P = resolve("03_heads_cooperate", "smoke")
+    spec = {v: c.TaskSpec(variant=v, l_max=P.l_max) for v in c.VARIANTS}
+    jobs = c.grid_jobs(P, spec, None)
+    abl = [k for k in jobs if len(k) == 5]
+    assert len(abl) == len(P.init_arms) * len(P.abl_heads) * len(P.abl_seeds)
+    assert all((P.variant, H, s) in jobs for H in P.abl_heads for s in P.abl_seeds)  # the default arm
+    main = jobs[(P.variant, P.heads[0], P.seeds[0])][1]
+    assert main.ckpt_steps == tuple(P.ckpt_steps) and main.init == "normal" and main.attn_norm
+    steps = [j[1].steps * k[1] for k, j in jobs.items()]
+    assert steps == sorted(steps, reverse=True)

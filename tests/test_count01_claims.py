@@ -196,8 +196,8 @@ def test_build_from_csvs(tmp_path):
     write_run(tmp_path)
     C = cc.build(tmp_path, "smoke")
     t = C.table().set_index("claim_id")
-    assert set(t.index) == {"K1", "K3", "K4", "K5", "K6", "K7", "K8", "K8b", "K9", "K10", "K11", "K12"}
-    assert set(t[t.kind == "paper"].index) == {"K1", "K3", "K5", "K7", "K8", "K8b"}
+    assert set(t.index) == {"K1", "K3", "K4", "K5", "K6", "K7", "K8", "K8b", "K9", "K10", "K11", "K12", "K14"}
+    assert set(t[t.kind == "paper"].index) == {"K1", "K3", "K5", "K7", "K8", "K8b", "K14"}
     assert (t.tolerance != "").all()
     assert C.checks().set_index("claim_id").loc["K2", "verdict"] == "passed"
     assert t.loc["K1", "verdict"] == "reproduced" and t.loc["K9", "verdict"] == "reproduced"
@@ -226,3 +226,98 @@ def test_build_older_run_without_new_csvs(tmp_path):
     assert len(C.checks()) == 0
     assert t.loc["K8b", "verdict"] == "inconclusive" and "no per-head CSV" in t.loc["K8b", "note"]
     assert t.loc["K1", "verdict"] == "reproduced"
+
+
+def test_k8_on_active_heads_when_the_run_saved_them():
+    """Runs since the inert-head fix carry uniform_active_acc: K8 is judged on every H ≥ 4 model with it."""
+    m = models([(4, s, 1.0, 0.5) for s in range(10)])  # the old measure drops everywhere (inert artefact)
+    m["uniform_active_acc"], m["n_inert"] = 1.0, 1  # over the active heads nothing drops
+    ev, ours, rule = cc.k8_active(m, "models")
+    assert ev.verdict == "not reproduced" and ev.n == 10 and "0/10 drop" in ours and "10 have an inert head" in ours
+    m["uniform_active_acc"] = 0.9
+    assert cc.k8_active(m, "models")[0].verdict == "reproduced"
+    assert cc.k8_active(m[m.H < 4], "models")[0] is None
+
+
+def ratio_rows(drop, n_models=6, H=2):
+    """A ratio sweep where every counting head's s-acc is 1.0 at f=1 and 1 - drop at the extremes; head 1 of
+    each model does not count (AUC 0.6) and must be left out."""
+    rows = []
+    for s in range(n_models):
+        for head in range(H):
+            auc = 1.0 if head == 0 else 0.6
+            for f in (1 / 8, 1 / 2, 1, 2, 8):
+                for f2 in (0, 1, 4):
+                    sa = 1.0 if f == 1 else (1.0 - drop - 0.01 * s if f in (1 / 8, 8) else 0.99)
+                    rows.append(
+                        dict(variant="A", H=H, seed=s, head=head, f=f, f2=f2, s_acc=sa if head == 0 else 0.5, auc=auc)
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_k13_ratio_sweep_drop():
+    d = cc.ratio_drop(ratio_rows(0.2))
+    assert len(d) == 6 and d["drop"].min() == pytest.approx(0.2)
+    assert cc.k13(ratio_rows(0.2))[0].verdict == "reproduced"
+    assert cc.k13(ratio_rows(0.0))[0].verdict == "not reproduced"
+
+
+def test_k14_minimal_solution():
+    many = heads([r for s in range(5) for r in counting_model(8, s, inert=2)])  # 6 counting heads each
+    ev, ours, note = cc.k14(many)
+    assert ev.verdict == "reproduced" and "6.0 counting heads" in ours and "inside" in note
+    one = heads([r for s in range(5) for r in counting_model(8, s, inert=7)])  # the minimal solution
+    assert cc.k14(one)[0].verdict == "not reproduced"
+
+
+def test_between_and_newcombe():
+    assert cc.between("x", (0.5, 0.2, 0.8, 10), "seeds", 0.0, 0.3, "r").verdict == "reproduced"
+    assert cc.between("x", (0.0, -0.1, 0.2, 10), "seeds", 0.0, 0.3, "r").verdict == "not reproduced"
+    assert cc.between("x", (0.2, -0.1, 0.5, 10), "seeds", 0.0, 0.3, "r").verdict == "inconclusive"
+    d, lo, hi, n = cc.newcombe(5, 10, 0, 10)
+    assert d == 0.5 and 0 < lo < 0.5 < hi < 1 and n == 20
+    d, lo, hi, _ = cc.newcombe(0, 10, 0, 10)
+    assert d == 0 and lo < 0 < hi
+
+
+def ablation(n_torch, n_ours, n=10):
+    rows = []
+    for init, norm, k in (
+        ("torch", False, n_torch),
+        ("normal", True, n_ours),
+        ("torch", True, 0),
+        ("normal", False, 0),
+    ):
+        for H in (1, 2):
+            for s in range(n):
+                rows.append(
+                    dict(
+                        init=init,
+                        attn_norm=norm,
+                        H=H,
+                        seed=s,
+                        plateau_steps=0,
+                        steps_to_95=200,
+                        final_acc=1.0,
+                        plateaus=H == 1 and s < k,
+                        gap=0.01,
+                        n_inert=0,
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def test_k15_init_hypothesis():
+    assert cc.k15(ablation(8, 0))[0].verdict == "reproduced"
+    ev, ours, note = cc.k15(ablation(0, 0))
+    assert ev.verdict == "not reproduced" and ours == "0/10 vs 0/10" and "torch H=1: 0/10 plateau" in note
+    assert cc.k15(ablation(2, 0))[0].verdict == "inconclusive"
+
+
+def test_build_with_sweep_and_ablation(tmp_path):
+    write_run(tmp_path)
+    ratio_rows(0.2).to_csv(tmp_path / "fig11_ratio_sweep.csv", index=False)
+    ablation(0, 0).to_csv(tmp_path / "fig12_init_ablation.csv", index=False)
+    t = cc.build(tmp_path, "smoke").table().set_index("claim_id")
+    assert t.loc["K13", "verdict"] == "reproduced" and t.loc["K13", "kind"] == "paper"
+    assert t.loc["K15", "kind"] == "hypothesis" and t.loc["K15", "verdict"] == "not reproduced"

@@ -116,7 +116,8 @@ def run_one(
 
     nb = NOTEBOOKS[name]
     src = NOTEBOOKS_DIR / f"{name}.ipynb"
-    fig_dir = figures_root / nb.paper / profile
+    # notebook 03's grid="full" knob writes the gpu profile's grid to figures/<paper>/full/ on any machine
+    fig_dir = figures_root / nb.paper / ("full" if (params or {}).get("grid") == "full" else profile)
     fig_dir.mkdir(parents=True, exist_ok=True)
     dest = src if profile == "smoke" and not params else fig_dir / f"{name}.ipynb"
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=fig_dir, prefix=f".{name}.")

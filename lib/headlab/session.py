@@ -38,6 +38,15 @@ class Session:
         finally:
             self.times[name] = self.times.get(name, 0.0) + time.time() - t
 
+    @property
+    def machine(self) -> str:
+        """What ran this: the GPU's name, or the CPU's architecture and core count."""
+        import os
+
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(0)
+        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+
     def footer(self) -> str:
         import matplotlib
         import numpy

@@ -224,9 +224,27 @@ def describe(b: Batch) -> dict:
 
 
 # -- model ---------------------------------------------------------------------------------------
-def make_model(n_heads: int, spec: TaskSpec, d_model: int = 32, pos_emb: str = "none", seed: int = 0) -> HeadlabLM:
+INITS = ("normal", "torch")
+
+
+def make_model(
+    n_heads: int,
+    spec: TaskSpec,
+    d_model: int = 32,
+    pos_emb: str = "none",
+    seed: int = 0,
+    init: str = "normal",
+    attn_norm: bool = True,
+) -> HeadlabLM:
     """One layer, attention only, ``n_heads`` heads of size d_model / n_heads, no final norm, untied
-    unembedding: the logits are exactly linear in the per-head outputs."""
+    unembedding: the logits are exactly linear in the per-head outputs.
+
+    Two choices the paper does not state, kept switchable for the initialisation ablation:
+    ``init="normal"`` draws every weight from N(0, 0.02²) (GPT-2's, and HeadlabLM's default; o_proj at
+    0.02/√2), ``init="torch"`` uses PyTorch's own defaults (Kaiming-uniform linears, N(0, 1) embeddings);
+    ``attn_norm=False`` removes the learnable RMSNorm in front of attention (the residual stays exact)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, not {init!r}")
     torch.manual_seed(seed)
     cfg = Config(
         vocab_size=VOCAB,
@@ -240,7 +258,14 @@ def make_model(n_heads: int, spec: TaskSpec, d_model: int = 32, pos_emb: str = "
         max_seq_len=spec.seq_len,
         attn_impl="sdpa",
     )
-    return HeadlabLM(cfg)
+    model = HeadlabLM(cfg)
+    if init == "torch":
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+                m.reset_parameters()
+    if not attn_norm:
+        model.layers[0].input_layernorm = torch.nn.Identity()
+    return model
 
 
 def decision_logits(model: HeadlabLM, b: Batch) -> torch.Tensor:
@@ -303,6 +328,14 @@ class RunSpec:
     n_eval: int = 1000
     grad_clip: float = 1.0
     min_lr_ratio: float = 1.0  # 1.0: constant learning rate; < 1: cosine decay to lr * min_lr_ratio
+    init: str = "normal"  # "normal": N(0, 0.02²); "torch": PyTorch's default initialisation
+    attn_norm: bool = True  # the learnable RMSNorm in front of attention
+    ckpt_steps: tuple[int, ...] = ()  # keep the weights at these steps (res["checkpoints"])
+
+    def __post_init__(self):
+        object.__setattr__(self, "ckpt_steps", tuple(int(s) for s in self.ckpt_steps))
+        if any(s <= 0 or s > self.steps for s in self.ckpt_steps):
+            raise ValueError(f"ckpt_steps must lie in 1..steps={self.steps}, not {self.ckpt_steps}")
 
 
 def evaluate(model: HeadlabLM, b: Batch, spec: TaskSpec) -> dict:
@@ -328,7 +361,7 @@ def train_run(spec: TaskSpec, run: RunSpec, test: Batch | None = None, progress:
     Data: a fresh batch every step from ``numpy.random.default_rng(seed)``; the curve is evaluated
     on ``test`` (default: ``run.n_eval`` strings from seed + 10 000)."""
     torch.manual_seed(run.seed)
-    model = make_model(run.n_heads, spec, run.d_model, seed=run.seed)
+    model = _model_of(spec, run)
     rng = np.random.default_rng(run.seed)
     test = test if test is not None else test_set(spec, run.n_eval, run.seed + 10_000)
     tc = TrainConfig(
@@ -340,8 +373,15 @@ def train_run(spec: TaskSpec, run: RunSpec, test: Batch | None = None, progress:
         betas=(0.9, 0.999),
         grad_clip=run.grad_clip,
         eval_every=run.eval_every,
+        checkpoint_every=math.gcd(*run.ckpt_steps) if run.ckpt_steps else None,
         seed=run.seed,
     )
+    ckpts: dict[int, dict] = {}
+
+    def keep(step, m):
+        if step in run.ckpt_steps:
+            ckpts[step] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+
     t0, c0 = time.time(), time.process_time()
     log = train(
         model,
@@ -349,6 +389,7 @@ def train_run(spec: TaskSpec, run: RunSpec, test: Batch | None = None, progress:
         tc,
         loss_fn=lambda m, b, _y: (loss(m, b, spec), {}),
         eval_fn=lambda m: evaluate(m, test, spec),
+        on_checkpoint=keep,
         progress=progress,
         desc=f"H={run.n_heads} seed={run.seed}",
     )
@@ -357,6 +398,7 @@ def train_run(spec: TaskSpec, run: RunSpec, test: Batch | None = None, progress:
         "run": asdict(run),
         "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
         "log": log,
+        "checkpoints": ckpts,
         "seconds": time.time() - t0,
         "cpu_seconds": time.process_time() - c0,
     }
@@ -421,10 +463,43 @@ def train_many(jobs: list[tuple], workers: int = 1, progress: bool = True, cache
         return list(progress_bar(ex.map(_train_worker, args), "Count01 runs", progress, total=len(args)))
 
 
-def load_run(res: dict) -> HeadlabLM:
+def _model_of(spec: TaskSpec, run: RunSpec) -> HeadlabLM:
+    return make_model(run.n_heads, spec, run.d_model, seed=run.seed, init=run.init, attn_norm=run.attn_norm)
+
+
+def grid_jobs(P, spec: dict, sets: dict | None) -> dict[tuple, tuple]:
+    """Every run a profile asks for, keyed ``(variant, H, seed)`` or, for the initialisation ablation,
+    ``(variant, H, seed, init, attn_norm)``; values are ``train_many`` jobs. The main grid (format
+    ``P.variant``, checkpoints kept), format B and the ablation are analysed (``sets``); the dynamics-only
+    runs (``P.dyn``) are trained only. Longest first, for packing over workers."""
+
+    def run_of(H, seed, steps=None, **kw):
+        base = dict(batch=P.batch, lr=P.lr, d_model=P.d_model, eval_every=P.eval_every, n_eval=P.n_eval)
+        return RunSpec(n_heads=H, seed=seed, steps=steps or P.steps, **{**base, **kw})
+
+    ck = tuple(P.ckpt_steps)
+    jobs = {(P.variant, H, s): (spec[P.variant], run_of(H, s, ckpt_steps=ck), sets) for H in P.heads for s in P.seeds}
+    for H in P.b_heads:
+        for s in P.b_seeds:
+            run = run_of(H, s, P.b_steps, lr=P.b_lr or P.lr, min_lr_ratio=P.b_min_lr_ratio)
+            jobs.setdefault(("B", H, s), (spec["B"], run, sets))
+    for v, Hs_dyn in P.dyn.items():
+        for H in Hs_dyn:
+            for s in P.dyn_seeds:
+                jobs.setdefault((v, H, s), (spec[v], run_of(H, s, ckpt_steps=ck if v == P.variant else ())))
+    for init, norm in P.init_arms:
+        for H in P.abl_heads:
+            for s in P.abl_seeds:
+                run = run_of(H, s, ckpt_steps=ck, init=init, attn_norm=bool(norm))
+                jobs[(P.variant, H, s, init, bool(norm))] = (spec[P.variant], run, sets)
+    return dict(sorted(jobs.items(), key=lambda kv: -kv[0][1] * kv[1][1].steps))
+
+
+def load_run(res: dict, step: int | None = None) -> HeadlabLM:
+    """The trained model of a run (``step``: one of its checkpoints instead of the final weights)."""
     spec, run = TaskSpec(**res["spec"]), RunSpec(**res["run"])
-    model = make_model(run.n_heads, spec, run.d_model, seed=run.seed)
-    model.load_state_dict(res["state_dict"])
+    model = _model_of(spec, run)
+    model.load_state_dict(res["state_dict"] if step is None else res["checkpoints"][step])
     return model.eval()
 
 
@@ -559,6 +634,18 @@ def head_metrics(dec: Decomp, model: HeadlabLM, b: Batch, spec: TaskSpec) -> lis
     return rows
 
 
+# -- inert heads ------------------------------------------------------------------------------------
+INERT_FRAC = 0.01  # a head is inert when the std of its decision score is below 1 % of its model's largest
+
+
+def inert_mask(d: torch.Tensor, frac: float = INERT_FRAC) -> torch.Tensor:
+    """``d`` ``[n, H]`` per-head decision scores -> ``[H]`` bool, True for an inert head: one whose score
+    barely moves over the inputs (std below ``frac`` of the model's largest). Such a head writes a near-
+    constant vector: it adds an offset, it does not count."""
+    sd = d.std(0)
+    return sd < frac * sd.max()
+
+
 # -- aggregation ------------------------------------------------------------------------------------
 def logreg_acc(d_train, y_train, d_test, y_test) -> float:
     """Logistic regression of the label on the per-head scores (fit on a separate sample)."""
@@ -579,7 +666,12 @@ def aggregation(dec: Decomp, model: HeadlabLM, b: Batch, spec: TaskSpec, dec_fit
       weights, best threshold (score-level uniform ensemble);
     * ``uniform_vocab_acc`` / ``uniform_vocab_syntax``: every head's whole output rescaled to the same
       decision-score std (their mean, so the summed scale is kept), decoded by the model's own
-      unembedding over the full vocabulary, no threshold tuning (vocabulary-level uniform ensemble).
+      unembedding over the full vocabulary, no threshold tuning (vocabulary-level uniform ensemble);
+    * ``uniform_active_acc`` / ``uniform_active_syntax``: the same over the heads that are not inert
+      (``inert_mask`` on the fit sample); an inert head keeps its own output, unscaled. Rescaling an inert
+      head to the common std multiplies a near-constant vector by 100× or more, so its offset decides
+      the answer: this variant asks the paper's question of the heads that do vary;
+    * ``n_inert``: the number of inert heads.
     """
     W_U = model.lm_head.weight.detach()
     y = b.y
@@ -590,6 +682,10 @@ def aggregation(dec: Decomp, model: HeadlabLM, b: Batch, spec: TaskSpec, dec_fit
     std = dec_fit.d.std(0)
     c = std.mean() / (std + 1e-12)
     vocab = (dec.r + (dec.o * c[None, :, None]).sum(1)) @ W_U.T
+    inert = inert_mask(dec_fit.d)
+    act = std[~inert]
+    c_act = torch.where(inert, torch.ones_like(std), act.mean() / (std + 1e-12))
+    active = (dec.r + (dec.o * c_act[None, :, None]).sum(1)) @ W_U.T
     return {
         "model_acc": correct(dec.logits, y, spec).float().mean().item(),
         "logreg_acc": logreg_acc(df, b_fit.y.numpy(), d, y.numpy()),
@@ -597,15 +693,20 @@ def aggregation(dec: Decomp, model: HeadlabLM, b: Batch, spec: TaskSpec, dec_fit
         "uniform_vocab_acc": correct(vocab, y, spec).float().mean().item(),
         "uniform_vocab_syntax": predict(vocab, spec)["valid"].float().mean().item(),
         "model_syntax": predict(dec.logits, spec)["valid"].float().mean().item(),
+        "uniform_active_acc": correct(active, y, spec).float().mean().item(),
+        "uniform_active_syntax": predict(active, spec)["valid"].float().mean().item(),
+        "n_inert": int(inert.sum()),
     }
 
 
 # -- attention interventions at the decision position ----------------------------------------------
-def edit_row(row: torch.Tensor, ids: torch.Tensor, kind: str, f0: float = 1.0, f1: float = 1.0) -> torch.Tensor:
+def edit_row(
+    row: torch.Tensor, ids: torch.Tensor, kind: str, f0: float = 1.0, f1: float = 1.0, f2: float = 1.0
+) -> torch.Tensor:
     """Edit post-softmax attention rows ``[n, H, T]`` of the decision query by key token type, then
     renormalise each row to sum to 1. ``ids`` ``[n, T]``. Kinds: ``none``, ``zero2`` (weight on every 2
     set to 0), ``balance01`` (every 0 and 1 key gets the mean of the per-token 0 weight and per-token 1
-    weight), ``scale`` (0 keys x f0, 1 keys x f1), ``uniform`` (the visible positions, equal weight).
+    weight), ``scale`` (0 keys x f0, 1 keys x f1, 2 keys x f2), ``uniform`` (the visible positions, equal weight).
     Visibility is never extended: a key with zero weight (future / padding) stays at zero."""
     is0, is1, is2 = (ids == ZERO)[:, None], (ids == ONE)[:, None], (ids == TWO)[:, None]
     w = row.clone()
@@ -624,7 +725,7 @@ def edit_row(row: torch.Tensor, ids: torch.Tensor, kind: str, f0: float = 1.0, f
         k = (a0 * has0 + a1 * has1) / (has0.float() + has1.float()).clamp(min=1)
         w = torch.where(is0 | is1, k[..., None].expand_as(w), w)
     elif kind == "scale":
-        w = w * torch.where(is0, f0, 1.0) * torch.where(is1, f1, 1.0)
+        w = w * torch.where(is0, f0, 1.0) * torch.where(is1, f1, 1.0) * torch.where(is2, f2, 1.0)
     elif kind == "uniform":
         w = (row > 0).to(w.dtype)
     else:
@@ -680,6 +781,58 @@ def interventions(model: HeadlabLM, b: Batch, spec: TaskSpec, scales=((1, 2), (2
     return rows
 
 
+RATIO_F = (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8)
+RATIO_F2 = (0, 1, 4)
+
+
+def ratio_sweep(model: HeadlabLM, b: Batch, spec: TaskSpec, fs=RATIO_F, f2s=RATIO_F2) -> list[dict]:
+    """The seed's ratio sweep: every head's decision-query attention on 1s scaled by ``f`` and on 2s by
+    ``f2`` (0s fixed, rows renormalised, values unchanged), then each head's s-acc and AUC on its own
+    edited decision score ``u . W_O^h z_h``. At ``f = f2 = 1`` this is the unedited head."""
+    ar = torch.arange(len(b))
+    hd = hl.Heads(model)
+    with torch.no_grad(), hl.eager(model), hl.capture(model, z=False, pattern=True, v=True) as cache:
+        model(b.ids)
+    row = cache.pattern[0][ar, :, b.pos]  # [n, H, T]
+    v = cache.v[0]  # [n, T, H, d_head]
+    W_O = hd.w_o(0).detach()  # [H, d_head, d_model]
+    u = decision_direction(model, spec)
+    wu = torch.einsum("hed,d->he", W_O, u)  # [H, d_head]: the decision score read from z_h
+    y = b.y.numpy()
+    rows = []
+    for f2 in f2s:
+        for f in fs:
+            new = edit_row(row, b.ids, "scale", 1.0, f, f2)  # [n, H, T]
+            d = torch.einsum("nhk,nkhe,he->nh", new, v, wu).numpy()  # [n, H]
+            for h in range(d.shape[1]):
+                rows.append(
+                    {"f": f, "f2": f2, "head": h, "s_acc": best_threshold_acc(d[:, h], y), "auc": roc_auc(d[:, h], y)}
+                )
+    return rows
+
+
+def checkpoint_heads(res: dict, b: Batch) -> list[dict]:
+    """Per kept checkpoint and head: AUC, s-acc, l-acc, the score's std and whether the head is inert,
+    plus the model's accuracy at that step (for the dynamics of the calibration gap and of inert heads)."""
+    spec = TaskSpec(**res["spec"])
+    rows = []
+    for step in sorted(res.get("checkpoints", {})):
+        model = load_run(res, step)
+        dec = decompose(model, b, spec)
+        inert = inert_mask(dec.d)
+        acc = correct(dec.logits, b.y, spec).float().mean().item()
+        for r in head_metrics(dec, model, b, spec):
+            rows.append(
+                {
+                    "step": step,
+                    "model_acc": acc,
+                    **{k: r[k] for k in ("head", "auc", "s_acc", "l_acc", "d_std")},
+                    "inert": bool(inert[r["head"]]),
+                }
+            )
+    return rows
+
+
 # -- training dynamics ------------------------------------------------------------------------------
 def prior_entropy(p: float) -> float:
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
@@ -702,6 +855,51 @@ def steps_to_solve(log: list[dict], acc: float = 0.95) -> float:
         if r.get("test_acc", 0) >= acc:
             return r["step"]
     return float("nan")
+
+
+def dynamics_row(res: dict, prior: float, min_plateau_steps: int) -> dict:
+    """One run's dynamics (plateau, steps to 95 %, final accuracy) and, when it was analysed, its final
+    calibration gap (mean s-acc - l-acc over counting heads) and inert-head count: a row of the
+    initialisation ablation."""
+    run, log = RunSpec(**res["run"]), res["log"]
+    row = {
+        "init": run.init,
+        "attn_norm": run.attn_norm,
+        "H": run.n_heads,
+        "seed": run.seed,
+        "plateau_steps": plateau_steps(log, prior),
+        "steps_to_95": steps_to_solve(log),
+        "final_acc": log[-1]["test_acc"],
+    }
+    row["plateaus"] = row["plateau_steps"] >= min_plateau_steps
+    if "analysis" in res:
+        g = [h["s_acc"] - h["l_acc"] for h in res["analysis"]["heads"] if h["auc"] >= COUNTING_AUC]
+        row["gap"] = float(np.mean(g)) if g else math.nan
+        row["n_inert"] = res["analysis"]["summary"]["n_inert"]
+    return row
+
+
+def save_weights(runs: dict, path) -> None:
+    """The final weights of trained runs, ``{"A_H4_s0": {"spec", "run", "state_dict"}, ...}``, in one file
+    (written atomically); ``load_weights`` + ``load_run`` rebuild each model without retraining."""
+    from pathlib import Path
+
+    out = {
+        "_".join(str(x) for x in (k[0], f"H{k[1]}", f"s{k[2]}", *k[3:])): {
+            "spec": r["spec"],
+            "run": {**r["run"], "ckpt_steps": list(r["run"].get("ckpt_steps", ()))},
+            "state_dict": {n: t.detach().cpu().contiguous() for n, t in r["state_dict"].items()},
+        }
+        for k, r in runs.items()
+    }
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(out, tmp)
+    tmp.replace(path)
+
+
+def load_weights(path) -> dict:
+    return torch.load(path, weights_only=True)
 
 
 # -- a set laid out on the (n0, n1) grid, for the scaling-rule maps ----------------------------------
@@ -785,6 +983,8 @@ def analyse(
         "heads": hm,
         "interventions": [{**tags, **r} for r in interventions(model, test, spec, scales)],
         "log": [{**tags, **r} for r in res["log"]],
+        "ratio_sweep": [{**tags, **r} for r in ratio_sweep(model, test, spec)],
+        "ckpt_heads": [{**tags, **r} for r in checkpoint_heads(res, test)],
     }
     if grid is not None:
         out["rule_map"] = [{**tags, **r} for r in rule_map(model, grid, spec)]

@@ -93,7 +93,7 @@ def fig4_attention_signatures(hA: pd.DataFrame):
     ax.set(
         xlabel="log10 w01 (one 1 vs one 0)", ylabel="log10 w02 (one 2 vs one 0)", title=f"All heads, format {variant}"
     )
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center left")
     ax = axes[1]
     bottom = np.zeros(len(g))
     for m, lab, col in MASS_PARTS:
@@ -141,7 +141,203 @@ def fig5_interventions(ivA: pd.DataFrame):
     return fig
 
 
-FROM_CSV = {f.__name__: f for f in (fig3b_head_metrics_one_model, fig4_attention_signatures, fig5_interventions)}
+INERT_COLOR, COUNT_COLOR, OTHER_COLOR = "#C44E52", "#55A868", "#8C8C8C"
+
+
+def _cls(g: pd.DataFrame) -> np.ndarray:
+    return np.where(g.inert, "inert", np.where(g.auc >= 0.95, "counting", "other"))
+
+
+def fig9_inert_heads(h: pd.DataFrame):
+    """Inert heads (decision-score std below 1 % of the model's largest). Left: inert heads per model
+    against H, per format. Middle: every head's score std (log scale) by class. Right: where an inert head
+    and a counting head of the same model look at the decision position. ``h``: one row per head, with an
+    ``inert`` column."""
+    variants = list(dict.fromkeys(h.variant))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.0), gridspec_kw={"width_ratios": [1, 1.2, 1]})
+    ax = axes[0]
+    per = h.groupby(["variant", "H", "seed"], as_index=False).inert.sum()
+    Hs = sorted(h.H.unique())
+    for j, v in enumerate(variants):
+        d = per[per.variant == v]
+        for i, H in enumerate(Hs):
+            vals = d[d.H == H].inert.to_numpy()
+            if len(vals):
+                x = i + (j - (len(variants) - 1) / 2) * 0.3 + np.linspace(-0.08, 0.08, len(vals))
+                ax.scatter(x, vals, s=14, color=f"C{j}", label=f"format {v}" if i == Hs.index(d.H.min()) else None)
+                share = (vals > 0).mean()
+                ax.text(
+                    i + (j - (len(variants) - 1) / 2) * 0.3,
+                    1.0 + 0.06 * j,
+                    f"{share:.0%}",
+                    ha="center",
+                    fontsize=7,
+                    color=f"C{j}",
+                    transform=ax.get_xaxis_transform(),
+                )
+    ax.set(
+        xticks=range(len(Hs)),
+        xticklabels=[f"H = {H}" for H in Hs],
+        ylabel="inert heads per model",
+        title="Inert heads per model (text: share of models with one)",
+    )
+    ax.legend(fontsize=8, loc="center left")
+    ax = axes[1]
+    cls = _cls(h)
+    rng = np.random.default_rng(0)
+    for c, col in (("counting", COUNT_COLOR), ("other", OTHER_COLOR), ("inert", INERT_COLOR)):
+        m = cls == c
+        x = np.array([Hs.index(H) for H in h.H[m]]) + rng.uniform(-0.25, 0.25, m.sum())
+        ax.scatter(x, h.d_std[m].clip(lower=1e-4), s=8, color=col, alpha=0.7, label=f"{c} ({m.sum()})")
+    ax.set(
+        yscale="log",
+        xticks=range(len(Hs)),
+        xticklabels=[f"H = {H}" for H in Hs],
+        ylabel="std of the head's decision score d_h",
+        title="Every head's score spread (all formats)",
+    )
+    ax.legend(fontsize=8, loc="lower left")
+    ax = axes[2]
+    ex = h[h.inert]
+    if len(ex):
+        v, H, seed = ex.iloc[0][["variant", "H", "seed"]]
+        g = h[(h.variant == v) & (h.H == H) & (h.seed == seed)]
+        inert_h = g[g.inert].iloc[0]
+        cnt = g[~g.inert].sort_values("auc").iloc[-1]
+        for k, r in enumerate((cnt, inert_h)):
+            left = 0.0
+            for col, name, colr in MASS_PARTS:
+                ax.barh(k, r[col], left=left, color=colr, label=name if k == 0 else None)
+                left += r[col]
+            ax.text(1.02, k, f"std {r.d_std:.2g}\nAUC {r.auc:.2f}", va="center", fontsize=8)
+        ax.set(
+            yticks=[0, 1],
+            yticklabels=[f"head {int(cnt['head'])}\n(counting)", f"head {int(inert_h['head'])}\n(inert)"],
+            xlim=(0, 1.3),
+            xlabel="attention mass at the decision position",
+            title=f"One inert head (format {v}, H = {H}, seed {seed})",
+        )
+        ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.45, -0.2))
+    else:
+        ax.text(0.5, 0.5, "no inert head in this run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def model_gaps(ck: pd.DataFrame) -> pd.DataFrame:
+    """Per model and checkpoint: mean (s-acc - l-acc) over counting heads (NaN when none counts) and inert heads."""
+    ck = ck.assign(gap=(ck.s_acc - ck.l_acc).where(ck.auc >= 0.95))
+    return ck.groupby(["H", "seed", "step"], as_index=False).agg(
+        gap=("gap", "mean"), n_inert=("inert", "sum"), model_acc=("model_acc", "first")
+    )
+
+
+def fig10_checkpoints(ck: pd.DataFrame):
+    """The calibration gap (K4) and the number of inert heads against training step, per H: median over
+    seeds (line) and interquartile range (band). ``ck``: one row per (model, checkpoint, head)."""
+    g = model_gaps(ck)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for i, H in enumerate(sorted(g.H.unique())):
+        d = g[g.H == H].groupby("step")
+        for ax, col in zip(axes, ("gap", "n_inert", "model_acc"), strict=True):
+            q = d[col].quantile([0.25, 0.5, 0.75]).unstack()
+            ax.plot(q.index, q[0.5], marker="o", ms=3, color=f"C{i}", label=f"H = {H}")
+            ax.fill_between(q.index, q[0.25], q[0.75], color=f"C{i}", alpha=0.15)
+    axes[0].set(ylabel="mean s-acc − l-acc of counting heads", title="Calibration gap (K4) during training")
+    axes[1].set(ylabel="inert heads per model", title="Inert heads during training")
+    axes[2].set(ylabel="test accuracy", title="Model accuracy")
+    steps = sorted(g.step.unique())
+    for ax in axes:
+        ax.set(xscale="log", xlabel="training step")
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.minorticks_off()
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Checkpoints of the main grid (format {ck.variant.iloc[0]}; median over seeds, band: IQR)", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def fig11_ratio_sweep(rs: pd.DataFrame):
+    """The seed's ratio sweep: s-acc of each counting head (AUC ≥ 0.95 unedited) with its attention on 1s
+    scaled by f and on 2s by f2, per format: median over heads (line), IQR (band). ``rs``: one row per
+    (model, head, f, f2)."""
+    key = ["variant", "H", "seed", "head"]
+    base = rs[(rs.f == 1) & (rs.f2 == 1)].set_index(key)
+    cnt = rs.set_index(key).index.isin(base[base.auc >= 0.95].index)
+    r = rs[cnt]
+    variants = list(dict.fromkeys(rs.variant))
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 3.8), squeeze=False, sharey=True)
+    for ax, v in zip(axes[0], variants, strict=True):
+        d = r[r.variant == v]
+        for k, f2 in enumerate(sorted(d.f2.unique())):
+            q = d[d.f2 == f2].groupby("f").s_acc.quantile([0.25, 0.5, 0.75]).unstack()
+            x = np.log2(q.index.to_numpy(dtype=float))
+            ax.plot(x, q[0.5], marker="o", ms=3, color=f"C{k}", label=f"2s × {f2:g}")
+            ax.fill_between(x, q[0.25], q[0.75], color=f"C{k}", alpha=0.15)
+        n = d[["H", "seed", "head"]].drop_duplicates().shape[0]
+        ax.set(xlabel="log₂ f (attention on 1s × f)", title=f"format {v}: {n} counting heads")
+        ax.axvline(0, color="k", lw=0.6, ls=":")
+    axes[0][0].set_ylabel("s-acc of the edited head")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Ratio sweep: separation of each counting head under edited attention (median, IQR)", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+ARM_LABEL = {
+    ("normal", True): "N(0, 0.02²) + norm (ours)",
+    ("normal", False): "N(0, 0.02²), no norm",
+    ("torch", True): "torch default + norm",
+    ("torch", False): "torch default, no norm",
+}
+
+
+def fig12_init_ablation(ab: pd.DataFrame):
+    """The initialisation ablation: per arm (init × pre-attention RMSNorm) and H, the share of seeds that
+    plateau (Wilson 95 % interval), steps to 95 % accuracy, and the final calibration gap (H ≥ 2).
+    ``ab``: one row per run."""
+    from ..claims import wilson
+
+    arms = [a for a in ARM_LABEL if ((ab.init == a[0]) & (ab.attn_norm.astype(bool) == a[1])).any()]
+    Hs = sorted(ab.H.unique())
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    w = 0.8 / max(1, len(arms))
+    for k, (init, norm) in enumerate(arms):
+        d = ab[(ab.init == init) & (ab.attn_norm.astype(bool) == norm)]
+        xs = np.arange(len(Hs)) + (k - (len(arms) - 1) / 2) * w
+        for x, H in zip(xs, Hs, strict=True):
+            g = d[d.H == H]
+            est, lo, hi, _ = wilson(int(g.plateaus.sum()), len(g))
+            axes[0].bar(x, est, width=w, color=f"C{k}", label=ARM_LABEL[(init, norm)] if H == Hs[0] else None)
+            axes[0].errorbar(x, est, yerr=[[est - lo], [hi - est]], color="k", lw=1, capsize=2)
+            axes[1].scatter(np.full(len(g), x), g.steps_to_95, s=10, color=f"C{k}")
+            axes[1].scatter(x, g.steps_to_95.median(), marker="_", s=200, color="k")
+            if H >= 2:
+                axes[2].scatter(np.full(len(g), x), g.gap, s=10, color=f"C{k}")
+                axes[2].scatter(x, g.gap.median(), marker="_", s=200, color="k")
+    for ax in axes:
+        ax.set(xticks=range(len(Hs)), xticklabels=[f"H = {H}" for H in Hs])
+    axes[0].set(ylim=(0, 1), ylabel="share of seeds with a plateau", title="Plateaus (Wilson 95% interval)")
+    axes[1].set(ylabel="steps to 95% accuracy", title="Speed (dots: seeds, bar: median)")
+    axes[2].set(ylabel="final s-acc − l-acc (counting heads)", title="Calibration gap at the end (H ≥ 2)")
+    axes[0].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+FROM_CSV = {
+    f.__name__: f
+    for f in (
+        fig3b_head_metrics_one_model,
+        fig4_attention_signatures,
+        fig5_interventions,
+        fig9_inert_heads,
+        fig10_checkpoints,
+        fig11_ratio_sweep,
+        fig12_init_ablation,
+    )
+}
 
 
 def replot(paper: str, profile: str) -> list[Path]:
@@ -151,14 +347,15 @@ def replot(paper: str, profile: str) -> list[Path]:
     from ..paths import FIGURES_DIR
 
     fig_dir = FIGURES_DIR / paper / profile
-    missing = [n for n in FROM_CSV if not (fig_dir / f"{n}.csv").exists()]
-    if missing:
+    present = [n for n in FROM_CSV if (fig_dir / f"{n}.csv").exists()]
+    if not present:  # older runs lack the later figures: redraw what a run saved
         raise FileNotFoundError(
-            f"{fig_dir}: no {', '.join(m + '.csv' for m in missing)} (run the notebook at this profile first)"
+            f"{fig_dir}: none of {', '.join(m + '.csv' for m in FROM_CSV)} (run the notebook at this profile first)"
         )
     figures.style()
     out = []
-    for name, draw in FROM_CSV.items():
+    for name in present:
+        draw = FROM_CSV[name]
         fig = draw(pd.read_csv(fig_dir / f"{name}.csv"))
         out.append(figures.save(fig, None, paper, profile, name))
         plt.close(fig)
