@@ -153,7 +153,7 @@ def fig9_inert_heads(h: pd.DataFrame):
     against H, per format. Middle: every head's score std (log scale) by class. Right: where an inert head
     and a counting head of the same model look at the decision position. ``h``: one row per head, with an
     ``inert`` column."""
-    variants = list(dict.fromkeys(h.variant))
+    variants = sorted(set(h.variant))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.0), gridspec_kw={"width_ratios": [1, 1.2, 1]})
     ax = axes[0]
     per = h.groupby(["variant", "H", "seed"], as_index=False).inert.sum()
@@ -179,8 +179,9 @@ def fig9_inert_heads(h: pd.DataFrame):
         xticks=range(len(Hs)),
         xticklabels=[f"H = {H}" for H in Hs],
         ylabel="inert heads per model",
-        title="Inert heads per model (text: share of models with one)",
+        ylim=(-0.3, max(1, per.inert.max()) + 0.5),
     )
+    ax.set_title("Inert heads per model (text: share of models with one)", pad=30)
     ax.legend(fontsize=8, loc="center left")
     ax = axes[1]
     cls = _cls(h)
@@ -198,7 +199,7 @@ def fig9_inert_heads(h: pd.DataFrame):
     )
     ax.legend(fontsize=8, loc="lower left")
     ax = axes[2]
-    ex = h[h.inert]
+    ex = h[h.inert].sort_values(["variant", "H", "seed"])  # format A first: its decision token is EOS
     if len(ex):
         v, H, seed = ex.iloc[0][["variant", "H", "seed"]]
         g = h[(h.variant == v) & (h.H == H) & (h.seed == seed)]
@@ -266,7 +267,7 @@ def fig11_ratio_sweep(rs: pd.DataFrame):
     base = rs[(rs.f == 1) & (rs.f2 == 1)].set_index(key)
     cnt = rs.set_index(key).index.isin(base[base.auc >= 0.95].index)
     r = rs[cnt]
-    variants = list(dict.fromkeys(rs.variant))
+    variants = sorted(set(rs.variant))
     fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 3.8), squeeze=False, sharey=True)
     for ax, v in zip(axes[0], variants, strict=True):
         d = r[r.variant == v]
