@@ -45,6 +45,7 @@ def _runs(medians, iqr=0.02):
                 "ci_low": m - iqr / 2,
                 "ci_high": m + iqr / 2,
                 "pairs": 10,
+                "processes": 1,
                 "base_median_s": 1.0,
                 "note": "",
                 "machine": "x",
@@ -57,10 +58,26 @@ def _runs(medians, iqr=0.02):
     )
 
 
+def test_summarise_pools_the_processes_of_a_run():
+    """A run's raw quads from several processes are pooled per measure before the median and IQR."""
+    row = {"group": "edit overhead", "measure": "scale", "model": "m", "baseline": "b", "unit": "x", "note": ""}
+    rows = [
+        {**row, "values": [1.0, 1.1], "base_s": [0.5, 0.5]},
+        {**row, "values": [1.2, 1.3, 1.4], "base_s": [0.7]},
+        {**row, "measure": "zero", "values": [0.9], "base_s": [0.4]},
+    ]
+    df = bench.summarise(rows)
+    assert list(df.columns) == bench.COLUMNS and len(df) == 2
+    s = df[df.measure == "scale"].iloc[0]
+    assert s.pairs == 5 and s.processes == 2 and abs(s["median"] - 1.2) < 1e-12 and s.base_median_s == 0.5
+    assert (s.q25, s.q75) == (1.1, 1.3)
+
+
 def test_runs_agree_only_when_each_median_is_inside_every_other_iqr():
     assert bench.agreement(_runs([1.00, 1.01, 1.015])).agree.item()
     assert not bench.agreement(_runs([1.00, 1.01, 1.05])).agree.item()
-    assert "| yes |" in bench.table(_runs([1.00, 1.01, 1.015])) and "| no |" in bench.table(_runs([1.0, 1.1]))
+    assert "| yes (0.015×) |" in bench.table(_runs([1.00, 1.01, 1.015]))
+    assert "| no (0.100×) |" in bench.table(_runs([1.0, 1.1]))
 
 
 def test_readme_bench_table_is_the_committed_csv():

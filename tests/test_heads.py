@@ -235,11 +235,19 @@ def test_pattern_aware_edit_is_exact_and_sees_same_forward():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("n_zeroed", [1, 4])  # 1 head: W_O-column correction; all 4: full recompute
-def test_pattern_aware_zeroing_matches_pre_hook_zeroing(family, n_zeroed):
-    """Both output paths of a pattern-reading edit (the changed heads' W_O columns, or a full
-    o_proj recompute) equal zeroing the same heads before o_proj, per row, in every layer."""
+@pytest.mark.parametrize(
+    "path, n_zeroed",
+    [("tap", 1), ("after", 1), ("after", 4)],  # after the module: 1 head -> W_O-column correction; 4 -> recompute
+)
+def test_pattern_aware_zeroing_matches_pre_hook_zeroing(family, path, n_zeroed, monkeypatch):
+    """Every path of a pattern-reading edit (at the o_proj input with the pattern tapped before o_proj; or,
+    without a tap, after the module through the changed heads' W_O columns or a full o_proj recompute)
+    equals zeroing the same heads before o_proj, per row, in every layer."""
     model = tiny(family)
+    if path == "after":
+        monkeypatch.setattr(heads, "_pattern_tap", lambda *a: None)
+    else:
+        monkeypatch.setattr(heads, "_corrected_output", None)  # calling it would fail: the tap must serve
     mask = torch.zeros(IDS.shape[0], 3, 4, dtype=torch.bool)  # [batch, layer, head]
     mask[0, :, :n_zeroed] = True  # row 0 only: row 1 must stay untouched
     mask[1, 2, 3] = True
@@ -249,6 +257,26 @@ def test_pattern_aware_zeroing_matches_pre_hook_zeroing(family, n_zeroed):
     with torch.no_grad(), heads.intervene(model, heads.zero(mask)):
         ref = model(IDS).logits
     torch.testing.assert_close(got, ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2"])
+def test_pattern_tap_restores_the_modeling_module(family):
+    """The wrapped ``eager_attention_forward`` is the original again after the edit, also on error, and a
+    tap of one model does not fire for another model of the same class."""
+    import sys
+
+    model, other = tiny(family), tiny(family)
+    mod = sys.modules[type(heads.Heads(model).attn(0)).__module__]
+    orig = mod.eager_attention_forward
+    seen = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with torch.no_grad(), heads.intervene(model, lambda v: seen.append(v.layer), needs=("pattern",)):
+            assert mod.eager_attention_forward is not orig
+            other(IDS)  # same class, no edit on it
+            assert seen == []
+            model(IDS)
+            raise RuntimeError("boom")
+    assert seen == [0, 1, 2] and mod.eager_attention_forward is orig and not heads._EAGER_TAPS
 
 
 def test_capture_inside_pattern_edit_sees_edited_z():

@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from headlab import figures, profiles, run  # noqa: E402
-from headlab.__main__ import main  # noqa: E402
+from headlab.__main__ import REPLOT, main  # noqa: E402
 from headlab.profiles import ProfileError  # noqa: E402
 
 
@@ -268,16 +268,50 @@ def test_notebooks_run_on_a_local_socket_kernel_without_the_tcp_warning(tmp_path
     assert set(glob.glob(f"{tempfile.gettempdir()}/headlab-kernel-*")) == before
 
 
+@pytest.mark.parametrize("notebook", sorted(REPLOT))
 @pytest.mark.parametrize("rows", [None, 3])
-def test_every_count01_figure_draws_from_its_committed_smoke_csv(rows):
-    """Each CSV-drawn figure of notebook 03 is a pure function of its committed table (and survives a
-    three-row slice of it)."""
-    from headlab import paths
-    from headlab.papers import count01_figures
+def test_every_csv_figure_draws_from_its_committed_csvs(notebook, rows):
+    """Each CSV-drawn figure is a pure function of its committed table in every committed profile folder
+    (and survives a three-row slice of it); the smoke folder has every one of them."""
+    import importlib
 
-    folder = paths.PUBLISHED_DIR / "heads_cooperate" / "smoke"
-    for name, draw in count01_figures.FROM_CSV.items():
-        d = pd.read_csv(folder / f"{name}.csv")
-        fig = draw(d if rows is None else d.head(rows))
-        assert fig.axes, name
-        plt.close(fig)
+    from headlab import paths
+    from headlab.profiles import NOTEBOOKS
+
+    mod = importlib.import_module(REPLOT[notebook])
+    root = paths.PUBLISHED_DIR / NOTEBOOKS[notebook].paper
+    assert all((root / "smoke" / f"{name}.csv").exists() for name in mod.FROM_CSV)
+    for folder in sorted(d for d in root.iterdir() if d.is_dir()):
+        for name, draw in mod.FROM_CSV.items():
+            if not (folder / f"{name}.csv").exists():  # older gpu runs lack later figures
+                continue
+            d = pd.read_csv(folder / f"{name}.csv")
+            fig = draw(d if rows is None else d.head(rows))
+            assert fig.axes, (folder, name)
+            plt.close(fig)
+
+
+def test_session_figure_draws_from_the_csv_it_saved(tmp_path, monkeypatch):
+    """``S.figure(frame, draw)`` saves the frame as ``<draw name>.csv`` and draws the PNG from that CSV as read
+    back (what ``replot`` redraws), in the run's figures folder."""
+    from types import SimpleNamespace
+
+    from headlab import session
+
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path)
+    S = object.__new__(session.Session)
+    S.P = SimpleNamespace(paper="p", profile="smoke")
+    seen = []
+
+    def my_fig(d):
+        seen.append(d)
+        fig, ax = plt.subplots()
+        ax.plot(d.x, d.y)
+        return fig
+
+    frame = pd.DataFrame({"x": [1, 2, 3], "y": [1 / 3, 2.0, 3.5], "label": ["a", "b", "c"]})
+    png = S.figure(frame, my_fig)
+    assert png == tmp_path / "p" / "smoke" / "my_fig.png" and png.exists()
+    pd.testing.assert_frame_equal(seen[0], pd.read_csv(tmp_path / "p" / "smoke" / "my_fig.csv"))
+    assert seen[0].y[0] == float("%.6g" % (1 / 3))  # drawn from the CSV's numbers, not the frame's
+    plt.close("all")

@@ -7,7 +7,11 @@ import json
 import sys
 
 # notebooks whose library draws some figures from their tidy CSV alone (module with replot(paper, profile))
-REPLOT = {"03_heads_cooperate": "headlab.papers.count01_figures"}
+REPLOT = {
+    "00_headlab_tour": "headlab.papers.tour_figures",
+    "03_heads_cooperate": "headlab.papers.count01_figures",
+    "05_moh": "headlab.papers.moh_figures",
+}
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,7 @@
 
 Every speed number is a ratio against a baseline measured in the same run, interleaved with it in
 A B B A quads after a warm-up (a linear drift of the machine's speed cancels within a quad, and noisy
-neighbours hit both sides alike), over at least 10 quads; we report the median ratio with its
+neighbours hit both sides alike), over 20 quads; we report the median ratio with its
 interquartile range (IQR) over quads and a 95 % bootstrap interval of the median. Absolute times
 (cached model load) are medians with their IQR over repeats.
 
@@ -13,10 +13,13 @@ interquartile range (IQR) over quads and a 95 % bootstrap interval of the median
    forward (goal <= 1.05x);
 3. training steps/s of a tiny headlab model, all threads vs 1 thread.
 
-``--runs N`` repeats the whole suite N times, each in a fresh process (as N consecutive ``make bench``
-would), and writes every run's rows to ``figures/bench/<machine>/bench.csv`` (machine, threads,
-versions in every row); ``python -m headlab bench --table`` prints the README's table from it, with
-whether the runs' medians agree (each run's median inside every other run's IQR).
+``--runs N`` repeats the whole suite N times (as N consecutive ``make bench`` would). Each run pools 4 fresh
+processes, each doing a quarter of the quads and repeats (pyperf's reason for worker processes: a process's
+memory layout and thread placement shift its timings, by up to 2 % here, so a run of one process measures
+that process). Every run's rows go to ``figures/bench/<machine>/bench.csv`` (machine, threads, versions in
+every row); ``python -m headlab bench --table`` prints the README's table from it, with whether the runs'
+medians agree (each run's median inside every other run's IQR) and the spread of the runs' medians.
+``--quick`` runs 3 quads in this process.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "pairs",
+    "processes",
     "base_median_s",
     "note",
     "machine",
@@ -55,6 +59,9 @@ COLUMNS = [
     "torch",
     "transformers",
 ]
+
+
+PAIRS, REPEATS, PROCESSES = 20, 12, 4  # per run: quads per ratio, repeats per time, fresh processes pooled
 
 
 def machine_name() -> str:
@@ -78,9 +85,9 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
-def paired(base, test, pairs: int = 10, warmup: int = 1) -> dict:
-    """``time(test) / time(base)`` over ``pairs`` A B B A quads (ratio of the two tests' sum to the two
-    bases' sum in each quad): median, IQR and 95 % interval of the median over quads."""
+def paired_values(base, test, pairs: int = 10, warmup: int = 1) -> dict:
+    """The raw A B B A quads: ``values``, each quad's ``time(test) / time(base)`` (ratio of the two tests'
+    sum to the two bases' sum), and ``base_s``, every baseline time."""
     for _ in range(warmup):
         base(), test()
     ratios, tb = [], []
@@ -88,14 +95,28 @@ def paired(base, test, pairs: int = 10, warmup: int = 1) -> dict:
         a1, b1, b2, a2 = _time(base), _time(test), _time(test), _time(base)
         ratios.append((b1 + b2) / (a1 + a2))
         tb += [a1, a2]
-    return {**_summary(ratios), "pairs": pairs, "base_median_s": statistics.median(tb)}
+    return {"values": ratios, "base_s": tb}
 
 
-def repeated(fn, repeats: int) -> dict:
-    """Median, IQR and 95 % interval of the median of ``fn``'s wall time over ``repeats`` runs (after one
-    warm-up run)."""
+def _summarised(raw: dict) -> dict:
+    base = raw.get("base_s") or []
+    return {
+        **_summary(raw["values"]),
+        "pairs": len(raw["values"]),
+        "base_median_s": statistics.median(base) if base else float("nan"),
+    }
+
+
+def paired(base, test, pairs: int = 10, warmup: int = 1) -> dict:
+    """``time(test) / time(base)`` over ``pairs`` A B B A quads: median, IQR and 95 % interval of the
+    median over quads."""
+    return _summarised(paired_values(base, test, pairs, warmup))
+
+
+def repeated_values(fn, repeats: int) -> dict:
+    """``fn``'s wall time over ``repeats`` runs, after one warm-up run."""
     fn()
-    return {**_summary([_time(fn) for _ in range(repeats)]), "pairs": repeats, "base_median_s": float("nan")}
+    return {"values": [_time(fn) for _ in range(repeats)], "base_s": []}
 
 
 def load_seconds(models, repeats: int) -> list[dict]:
@@ -112,7 +133,7 @@ def load_seconds(models, repeats: int) -> list[dict]:
                 "model": m,
                 "baseline": "",
                 "unit": "s",
-                **repeated(lambda m=m: load(m), repeats),
+                **repeated_values(lambda m=m: load(m), repeats),
             }
         )
         text = load(m)[1].backend_tokenizer.to_str()
@@ -123,7 +144,7 @@ def load_seconds(models, repeats: int) -> list[dict]:
                 "model": m,
                 "baseline": "",
                 "unit": "s",
-                **repeated(lambda text=text: Tokenizer.from_str(text), repeats),
+                **repeated_values(lambda text=text: Tokenizer.from_str(text), repeats),
             }
         )
     return rows
@@ -147,7 +168,6 @@ def edit_overhead(name: str, pairs: int, batch: int = 2, seq: int = 128) -> list
     with torch.no_grad(), heads.intervene(model, by_pattern, needs=("pattern",)):
         body(input_ids=ids)
     zeroed = torch.stack([by_pattern.zeroed[l] for l in range(L)]).float()  # [layer, batch, head]
-    over_half = float((zeroed.sum(-1) * 2 > H).float().mean())
 
     def run_with(ctx_fn):
         def f():
@@ -165,8 +185,8 @@ def edit_overhead(name: str, pairs: int, batch: int = 2, seq: int = 128) -> list
     }
     notes = {
         "zero decided from pattern": (
-            f"{zeroed.mean():.0%} of heads zeroed; in {over_half:.0%} of (layer, row) more than half, where "
-            f"o_proj is run again on the edited z after attention"
+            f"{zeroed.mean():.0%} of heads zeroed, each decided at the o_proj input from the pattern tapped "
+            f"before o_proj"
         )
     }
     rows = []
@@ -180,7 +200,7 @@ def edit_overhead(name: str, pairs: int, batch: int = 2, seq: int = 128) -> list
                     "model": name,
                     "baseline": "plain eager forward",
                     "unit": "x",
-                    **paired(plain, run_with(ctx), pairs),
+                    **paired_values(plain, run_with(ctx), pairs),
                     "note": notes.get(measure, ""),
                 }
             )
@@ -204,7 +224,7 @@ def train_speed(pairs: int) -> list[dict]:
 
         return f
 
-    r = paired(step(threads), step(1), pairs)  # ratio = t(1 thread) / t(all): the speed-up of all threads
+    r = paired_values(step(threads), step(1), pairs)  # ratio = t(1 thread) / t(all): the speed-up of all threads
     set_threads()
     return [
         {
@@ -218,38 +238,69 @@ def train_speed(pairs: int) -> list[dict]:
     ]
 
 
-def run(quick: bool = False) -> pd.DataFrame:
-    """One pass of the whole suite in this process."""
-    import transformers
-
+def raw(quick: bool = False, pairs: int | None = None, repeats: int | None = None) -> list[dict]:
+    """One pass of the whole suite in this process: one row per measure with its raw ``values``."""
     threads = set_threads()
-    pairs = 3 if quick else 10
+    pairs = pairs or (3 if quick else 20)
     models = ["smollm2-135m"] if quick else ["smollm2-135m", "gemma3-270m"]
-    rows = load_seconds(models, 3 if quick else 5)
+    rows = load_seconds(models, repeats or (3 if quick else 10))
     for m in models:
         rows += edit_overhead(m, pairs)
-    rows += train_speed(pairs)
-    df = pd.DataFrame(rows)
+    return [r | {"threads": threads} for r in rows + train_speed(pairs)]
+
+
+def summarise(rows: list[dict]) -> pd.DataFrame:
+    """Pool the raw rows of one run (from one or several processes) per measure and summarise them."""
+    import transformers
+
+    pooled: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["group"], r["measure"], r["model"])
+        p = pooled.setdefault(key, {**r, "values": [], "base_s": [], "processes": 0})
+        p["values"] += list(r["values"])
+        p["base_s"] += list(r.get("base_s") or [])
+        p["processes"] += 1
+        p["note"] = r.get("note", "") or p.get("note", "")
+    df = pd.DataFrame(
+        [{k: v for k, v in r.items() if k not in ("values", "base_s")} | _summarised(r) for r in pooled.values()]
+    )
     df["run"], df["note"] = 1, df["note"].fillna("") if "note" in df else ""
-    df["machine"], df["threads"] = machine_name(), threads
+    df["machine"] = machine_name()
+    df["threads"] = df["threads"] if "threads" in df else torch.get_num_threads()  # the measuring processes' count
     df["torch"], df["transformers"] = torch.__version__, transformers.__version__
     return df[COLUMNS]
 
 
-def run_fresh(runs: int) -> pd.DataFrame:
-    """``runs`` passes, each in a fresh Python process (as consecutive ``make bench`` runs would be)."""
+def run(quick: bool = False) -> pd.DataFrame:
+    """One pass of the whole suite in this process, summarised."""
+    return summarise(raw(quick))
+
+
+def run_fresh(runs: int, processes: int = PROCESSES) -> pd.DataFrame:
+    """``runs`` runs, each pooled from ``processes`` fresh Python processes (as consecutive ``make bench``
+    would be); each process does ``PAIRS // processes`` quads per ratio and ``REPEATS // processes`` repeats
+    per time, so process-to-process differences (memory layout, thread placement) land inside a run's IQR
+    instead of between runs."""
+    import json
     import subprocess
     import sys
     import tempfile
 
     frames = []
     for i in range(1, runs + 1):
-        print(f"== bench run {i}/{runs}", flush=True)
-        with tempfile.TemporaryDirectory() as d:
-            out = Path(d) / "run.csv"
-            code = f"from headlab import bench; bench.run().to_csv({str(out)!r}, index=False)"
-            subprocess.run([sys.executable, "-c", code], check=True)
-            frames.append(pd.read_csv(out, keep_default_na=False).assign(run=i))
+        rows = []
+        for w in range(1, processes + 1):
+            print(f"== bench run {i}/{runs}, process {w}/{processes}", flush=True)
+            with tempfile.TemporaryDirectory() as d:
+                out = Path(d) / "raw.json"
+                code = (
+                    "import json; from headlab import bench; "
+                    f"json.dump(bench.raw(pairs={PAIRS // processes}, repeats={REPEATS // processes}), "
+                    f"open({str(out)!r}, 'w'))"
+                )
+                subprocess.run([sys.executable, "-c", code], check=True)
+                rows += json.loads(out.read_text())
+        frames.append(summarise(rows).assign(run=i))
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
@@ -260,8 +311,8 @@ def out_path(machine: str | None = None) -> Path:
 
 
 def agreement(df: pd.DataFrame) -> pd.DataFrame:
-    """Per measure: each run's median and IQR, and whether every run's median lies inside every other
-    run's IQR (the runs agree)."""
+    """Per measure: each run's median and IQR, whether every run's median lies inside every other run's IQR
+    (the runs agree), and the spread of the runs' medians (max - min)."""
     rows = []
     for (group, measure, model), g in df.groupby(["group", "measure", "model"], sort=False):
         agree = all(b.q25 <= a["median"] <= b.q75 for _, a in g.iterrows() for _, b in g.iterrows())
@@ -273,6 +324,7 @@ def agreement(df: pd.DataFrame) -> pd.DataFrame:
                 "unit": g.unit.iloc[0],
                 "runs": len(g),
                 "agree": agree,
+                "spread": float(g["median"].max() - g["median"].min()),
                 "g": g,
             }
         )
@@ -285,7 +337,7 @@ def table(df: pd.DataFrame) -> str:
     runs = sorted(df.run.unique())
     head = " | ".join(f"run {r}: median [IQR]" for r in runs)
     lines = [
-        f"| measure | model | {head} | 95% CI of median (run {runs[-1]}) | runs agree | goal |",
+        f"| measure | model | {head} | 95% CI of median (run {runs[-1]}) | runs agree (spread of medians) | goal |",
         "|---|---|" + "---|" * len(runs) + "---|---|---|",
     ]
     goal = {"cached load": "≤ 2 s", "edit overhead": "≤ 1.05×"}
@@ -293,7 +345,7 @@ def table(df: pd.DataFrame) -> str:
         u = " s" if r.unit == "s" else "×"
         cells = " | ".join(f"{x['median']:.3f}{u} [{x.q25:.3f}, {x.q75:.3f}]" for _, x in r.g.iterrows())
         last = r.g.iloc[-1]
-        ok = ("yes" if r.agree else "no") if len(runs) > 1 else ""
+        ok = f"{'yes' if r.agree else 'no'} ({r.spread:.3f}{u})" if len(runs) > 1 else ""
         lines.append(
             f"| {r.measure} | {r.model} | {cells} | [{last.ci_low:.3f}, {last.ci_high:.3f}] | {ok} | "
             f"{goal.get(r.measure, goal.get(r.group, ''))} |"
@@ -304,8 +356,13 @@ def table(df: pd.DataFrame) -> str:
         for u, what in (("x", "A B B A quads per ratio"), ("s", "repeats per time"))
         if (df.unit == u).any()
     ]
+    procs = int(df.processes.max())
+    pooled = f", each run pooled from {procs} fresh processes" if procs > 1 else ""
     lines.append(
-        f"\n{m.machine}, {m.threads} threads, torch {m.torch}, transformers {m.transformers}; " + ", ".join(sizes) + "."
+        f"\n{m.machine}, {m.threads} threads, torch {m.torch}, transformers {m.transformers}; "
+        + ", ".join(sizes)
+        + pooled
+        + "."
     )
     notes = df[df.note.astype(str).str.len() > 0].drop_duplicates(["measure", "model"], keep="last")
     for r in notes.itertuples():
@@ -323,7 +380,7 @@ def main(quick: bool = False, print_table: bool = False, runs: int = 1) -> int:
         return 0
     if runs < 1:
         raise ValueError(f"--runs must be at least 1, not {runs}")
-    df = run(quick) if quick or runs == 1 else run_fresh(runs)
+    df = run(quick) if quick else run_fresh(runs)
     with pd.option_context("display.width", 200):
         print(
             df.drop(columns=["machine", "torch", "transformers", "note"]).to_string(

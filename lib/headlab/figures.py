@@ -74,3 +74,22 @@ def save(fig, data: pd.DataFrame | None, paper: str, profile: str, fig_id: str) 
     path = out_dir(paper, profile) / f"{fig_id}.png"
     _atomic_write(path, lambda t: fig.savefig(t, dpi=DPI, bbox_inches="tight", format="png"))
     return path
+
+
+def replot_from(registry: dict, paper: str, profile: str) -> list[Path]:
+    """Redraw every figure of ``registry`` (``{fig_id: draw(frame) -> Figure}``) whose CSV is in
+    ``figures/<paper>/<profile>/`` from that CSV alone (PNG only; the CSV is not rewritten)."""
+
+    fig_dir = FIGURES_DIR / paper / profile
+    present = [n for n in registry if (fig_dir / f"{n}.csv").exists()]
+    if not present:  # older runs lack the later figures: redraw what a run saved
+        raise FileNotFoundError(
+            f"{fig_dir}: none of {', '.join(m + '.csv' for m in registry)} (run the notebook at this profile first)"
+        )
+    style()
+    out = []
+    for name in present:
+        fig = registry[name](pd.read_csv(fig_dir / f"{name}.csv"))
+        out.append(save(fig, None, paper, profile, name))
+        plt.close(fig)
+    return out

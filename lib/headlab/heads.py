@@ -23,14 +23,18 @@ Intervene (per batch row, layer and head; the edit sees this forward's own activ
     with heads.intervene(model, my_edit, needs=("pattern",)):   # my_edit(view) -> new z or None
         model(ids)
 
-An edit that needs the layer's pattern or values is applied after the attention module has
-run: its output is corrected to ``o_proj(z_edited)`` (through the changed heads' columns of W_O
-only, when few heads changed), so the result is exact either way.
+An edit that needs the layer's values or pattern still runs at the o_proj input: v is recorded as
+v_proj runs, and the pattern is tapped as the eager attention function returns it, before o_proj
+(Hugging Face models: the modeling module's ``eager_attention_forward``, wrapped while the edit is
+active; headlab models: ``Attention.hook_pattern``). Where no tap exists, the edit is applied after
+the attention module has run and its output is corrected to ``o_proj(z_edited)`` (through the changed
+heads' columns of W_O only, when few heads changed); the result is exact either way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -206,6 +210,60 @@ def _v_hook(h: Heads, layer: int, store: Callable[[torch.Tensor], None]):
     return module.register_forward_hook(hook)
 
 
+class _Handle:
+    def __init__(self, remove: Callable[[], None]):
+        self.remove = remove
+
+
+# modeling module name -> (the original eager_attention_forward, {id(attention module): [store, ...]})
+_EAGER_TAPS: dict[str, tuple[Callable, dict[int, list]]] = {}
+_taps_lock = threading.Lock()
+
+
+def _pattern_tap(h: Heads, layer: int, store: Callable[[torch.Tensor], None]):
+    """Call ``store(pattern)`` with layer's ``[batch, head, q, k]`` attention weights as soon as they are
+    computed, *before* o_proj runs; returns a handle (``.remove()``), or None where no tap exists.
+
+    headlab models expose ``Attention.hook_pattern`` (an identity module the weights pass through).
+    Hugging Face models look ``eager_attention_forward`` up in their modeling module at call time, so
+    while a tap is active that global is wrapped (once per module, restored when the last tap goes)."""
+    attn = h.attn(layer)
+    point = getattr(attn, "hook_pattern", None)
+    if isinstance(point, nn.Module):
+        return point.register_forward_hook(lambda _m, _inp, w: store(w))
+    mod = sys.modules.get(type(attn).__module__)
+    if mod is None or not callable(getattr(mod, "eager_attention_forward", None)):
+        return None
+    key = mod.__name__
+    with _taps_lock:
+        if key not in _EAGER_TAPS:
+            orig, listeners = mod.eager_attention_forward, {}
+
+            def wrapped(module, *args, **kwargs):
+                out = orig(module, *args, **kwargs)
+                for s in listeners.get(id(module), ()):
+                    s(out[1])
+                return out
+
+            _EAGER_TAPS[key] = (orig, listeners)
+            mod.eager_attention_forward = wrapped
+        orig, listeners = _EAGER_TAPS[key]
+        listeners.setdefault(id(attn), []).append(store)
+
+    def remove():
+        with _taps_lock:
+            mine = listeners.get(id(attn), [])
+            if store in mine:
+                mine.remove(store)
+            if not mine:
+                listeners.pop(id(attn), None)
+            if not listeners and _EAGER_TAPS.get(key, (None,))[0] is orig:
+                del _EAGER_TAPS[key]
+                mod.eager_attention_forward = orig
+
+    return _Handle(remove)
+
+
 def _corrected_output(
     h: Heads, module: nn.Module, out, flat: torch.Tensor, new: torch.Tensor, own_hook: int
 ) -> torch.Tensor:
@@ -369,17 +427,32 @@ def intervene(model: nn.Module, edit: Edit, layers: Iterable[int] | None = None,
                 handles.append(h.o_proj(l).register_forward_pre_hook(pre))
                 continue
             seen: dict = {}
-
-            def zpre(_m, args, seen=seen):
-                if not getattr(_reentry, "on", False):
-                    seen["z"] = args[0]
-
-            zh = h.o_proj(l).register_forward_pre_hook(zpre)
-            handles.append(zh)
+            if "pattern" in needs:
+                tap = _pattern_tap(h, l, lambda w, seen=seen: seen.__setitem__("pattern", w))
+                if tap is not None:
+                    handles.append(tap)
             if "v" in needs:
                 handles.append(_v_hook(h, l, lambda t, seen=seen: seen.__setitem__("v", t)))
 
+            def zpre(_m, args, l=l, seen=seen):
+                if getattr(_reentry, "on", False):
+                    return None
+                if "pattern" in needs and "pattern" not in seen:  # no tap: edit after the module (below)
+                    seen["z"] = args[0]
+                    return None
+                z = _split(args[0], h.n_heads)
+                view = HeadView(l, z, pattern=seen.pop("pattern", None), v=seen.pop("v", None), heads=h)
+                new = edit(view)
+                if new is None:
+                    return None
+                return (new.reshape(args[0].shape),) + tuple(args[1:])
+
+            zh = h.o_proj(l).register_forward_pre_hook(zpre)
+            handles.append(zh)
+
             def post(module, _inp, out, l=l, seen=seen, own=zh.id):
+                if "z" not in seen:  # already edited at the o_proj input
+                    return None
                 flat = seen.pop("z")
                 z = _split(flat, h.n_heads)
                 view = HeadView(l, z, pattern=_attn_output_weights(out), v=seen.pop("v", None), heads=h)

@@ -151,6 +151,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, self.n_k * cfg.d_head, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, self.n_v * cfg.d_head, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.d_head, cfg.d_model, bias=False)
+        self.hook_pattern = nn.Identity()  # the pattern passes through here before o_proj (headlab.heads taps it)
         self.register_buffer("k_map", torch.tensor(lh.k_map), persistent=False)
         self.register_buffer("v_map", torch.tensor(lh.v_map), persistent=False)
         self.cfg = cfg
@@ -168,7 +169,7 @@ class Attention(nn.Module):
         if self.cfg.attn_impl == "eager" or need_weights:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.d_head)  # [b, head, q, k]
             scores = scores.masked_fill(~causal_mask(T, doc_ids, x.device), float("-inf"))
-            weights = scores.softmax(-1)
+            weights = self.hook_pattern(scores.softmax(-1))  # [b, head, q, k]
             z = weights @ v
         elif doc_ids is None:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)

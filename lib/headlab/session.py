@@ -2,6 +2,7 @@
 
 S = session.start(P)          # seeds, threads, plot style, device; starts the section timer
 with S.section("fig4"): ...   # wall time per section, reported by the footer
+S.figure(frame, draw)         # frame -> <draw.__name__>.csv, then draw(CSV) -> .png, in figures/<paper>/<profile>/
 S.footer()                    # versions, device, wall time per section
 """
 
@@ -37,6 +38,18 @@ class Session:
             yield
         finally:
             self.times[name] = self.times.get(name, 0.0) + time.time() - t
+
+    def figure(self, data, draw, fig_id: str | None = None):
+        """Save ``data`` as this run's ``<fig_id>.csv``, then draw ``draw(frame)`` from that CSV as read back
+        and save it as ``<fig_id>.png`` (so the PNG is exactly what ``headlab replot`` redraws). ``fig_id``
+        defaults to the function's name, its key in the paper's ``FROM_CSV`` registry. Returns the PNG path."""
+        import pandas as pd
+
+        from .figures import save, save_csv
+
+        fig_id = fig_id or draw.__name__
+        csv = save_csv(data, self.P.paper, self.P.profile, fig_id)
+        return save(draw(pd.read_csv(csv)), None, self.P.paper, self.P.profile, fig_id)
 
     @property
     def machine(self) -> str:

@@ -344,20 +344,6 @@ FROM_CSV = {
 def replot(paper: str, profile: str) -> list[Path]:
     """Redraw every ``FROM_CSV`` figure of ``figures/<paper>/<profile>/`` from its CSV (PNG only; the
     CSV is not rewritten)."""
-    from .. import figures
-    from ..paths import FIGURES_DIR
+    from ..figures import replot_from
 
-    fig_dir = FIGURES_DIR / paper / profile
-    present = [n for n in FROM_CSV if (fig_dir / f"{n}.csv").exists()]
-    if not present:  # older runs lack the later figures: redraw what a run saved
-        raise FileNotFoundError(
-            f"{fig_dir}: none of {', '.join(m + '.csv' for m in FROM_CSV)} (run the notebook at this profile first)"
-        )
-    figures.style()
-    out = []
-    for name in present:
-        draw = FROM_CSV[name]
-        fig = draw(pd.read_csv(fig_dir / f"{name}.csv"))
-        out.append(figures.save(fig, None, paper, profile, name))
-        plt.close(fig)
-    return out
+    return replot_from(FROM_CSV, paper, profile)
