@@ -233,7 +233,7 @@ def test_replot_redraws_count01_gpu_figures_from_their_committed_csvs(tmp_path, 
     assert "redrawn:" in capsys.readouterr().out
     assert main(["replot", "03_heads_cooperate", "--profile", "paper"]) == 2  # nothing committed there
     assert "run the notebook at this profile first" in capsys.readouterr().err
-    assert main(["replot", "01_dormant_heads", "--profile", "smoke"]) == 2
+    assert main(["replot", "04_attention_sinks", "--profile", "smoke"]) == 2
     assert "rerun it instead" in capsys.readouterr().err
 
 

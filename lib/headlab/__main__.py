@@ -10,6 +10,7 @@ import sys
 REPLOT = {
     "00_headlab_tour": "headlab.papers.tour_figures",
     "03_heads_cooperate": "headlab.papers.count01_figures",
+    "01_dormant_heads": "headlab.papers.dormant_heads_figures",
     "05_moh": "headlab.papers.moh_figures",
 }
 
