@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from . import heads as _heads
+from . import heads
 from .data import MCItem
 from .models import encode
 from .train import progress_bar
@@ -72,7 +72,7 @@ def continuation_logprobs(
         idx = order[s : s + batch_size]
         seqs = [pairs[i][0] + pairs[i][1] for i in idx]
         ids, valid = pad(seqs)
-        with _heads.token_mask(valid.to(dev)):
+        with heads.token_mask(valid.to(dev)):
             h = final_hidden(model, ids.to(dev))
         for row, i in enumerate(idx):
             ctx, cont = pairs[i]
@@ -124,7 +124,7 @@ def token_nll(
     for s in progress_bar(range(0, len(seqs), batch_size), "next-token loss", progress):
         chunk = seqs[s : s + batch_size]
         ids, valid = pad(chunk)
-        with _heads.token_mask(valid.to(dev)):
+        with heads.token_mask(valid.to(dev)):
             h = final_hidden(model, ids.to(dev))
         for row, seq in enumerate(chunk):
             T = len(seq)

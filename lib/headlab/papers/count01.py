@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import heads as hl
+from .. import heads
 from ..nn import Config, HeadlabLM
 from ..train import TrainConfig, train
 
@@ -527,8 +527,8 @@ def decompose(model: HeadlabLM, b: Batch, spec: TaskSpec, dtype=torch.float64) -
     model.set_attn_implementation("eager")
     n = len(b)
     ar = torch.arange(n)
-    hd = hl.Heads(model)
-    with torch.no_grad(), hl.capture(model, z=True, pattern=True) as cache:
+    hd = heads.Heads(model)
+    with torch.no_grad(), heads.capture(model, z=True, pattern=True) as cache:
         logits = model(b.ids).logits[ar, b.pos]
     z = cache.z[0][ar, b.pos]  # [n, H, d_head]
     W_O = hd.o_proj(0).weight.detach().view(model.config.d_model, hd.n_heads, hd.d_head)  # [D, H, dh]
@@ -751,7 +751,7 @@ def intervene_logits(
         z[ar, b.pos] = torch.einsum("nhk,nkhe->nhe", new, view.v)
         return z
 
-    with torch.no_grad(), hl.eager(model), hl.intervene(model, edit, needs=("pattern", "v")):
+    with torch.no_grad(), heads.eager(model), heads.intervene(model, edit, needs=("pattern", "v")):
         logits = model(b.ids).logits[ar, b.pos]
     return logits
 
@@ -790,8 +790,8 @@ def ratio_sweep(model: HeadlabLM, b: Batch, spec: TaskSpec, fs=RATIO_F, f2s=RATI
     ``f2`` (0s fixed, rows renormalised, values unchanged), then each head's s-acc and AUC on its own
     edited decision score ``u . W_O^h z_h``. At ``f = f2 = 1`` this is the unedited head."""
     ar = torch.arange(len(b))
-    hd = hl.Heads(model)
-    with torch.no_grad(), hl.eager(model), hl.capture(model, z=False, pattern=True, v=True) as cache:
+    hd = heads.Heads(model)
+    with torch.no_grad(), heads.eager(model), heads.capture(model, z=False, pattern=True, v=True) as cache:
         model(b.ids)
     row = cache.pattern[0][ar, :, b.pos]  # [n, H, T]
     v = cache.v[0]  # [n, T, H, d_head]

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from .. import eval as ev
-from .. import heads as H
+from .. import heads
 from ..data import MCItem
 from ..models import encode
 
@@ -49,7 +49,7 @@ from ..models import encode
 EPS = 1e-12
 
 
-def _valid(view: H.HeadView, batch: int, pos: int, device) -> torch.Tensor:
+def _valid(view: heads.HeadView, batch: int, pos: int, device) -> torch.Tensor:
     """``[batch, pos]`` float mask of real tokens (all ones when the caller declared none)."""
     v = view.valid
     if v is None or v.shape != (batch, pos):
@@ -67,7 +67,7 @@ def _ln(s: torch.Tensor) -> torch.Tensor:
     return s / s.mean(-1, keepdim=True).clamp_min(EPS)
 
 
-def ahon(view: H.HeadView) -> torch.Tensor:
+def ahon(view: heads.HeadView) -> torch.Tensor:
     """Average head output norm: mean over real positions i of ||z_i|| (pre-W_O)."""
     z = view.z.float()
     m = _valid(view, z.shape[0], z.shape[1], z.device)
@@ -78,10 +78,10 @@ def ahon_ln(view):
     return _ln(ahon(view))
 
 
-def _pattern_rows(view: H.HeadView):
+def _pattern_rows(view: heads.HeadView):
     a = view.pattern
     if a is None:
-        raise H.AttentionImplError(
+        raise heads.AttentionImplError(
             "this score needs attention weights: intervene(..., needs=('pattern',)) on an eager-attention model"
         )
     a = a.float()  # [batch, head, q, k]
@@ -179,7 +179,7 @@ class Score:
     abbr: str  # the paper's abbreviation
     flag_high: bool  # True: head flagged when score > threshold (AWFT); else when score < threshold
     needs: tuple[str, ...]
-    fn: Callable[[H.HeadView], torch.Tensor] | None  # None: random
+    fn: Callable[[heads.HeadView], torch.Tensor] | None  # None: random
 
 
 _S = [
@@ -269,7 +269,7 @@ def mc_logprobs(model, tok, items: Sequence[MCItem], bos: bool, batch_size: int 
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         ids, valid = ev.pad([pairs[i][0] + pairs[i][1] for i in idx])  # the core's right-padding
-        with H.token_mask(valid.to(dev)):
+        with heads.token_mask(valid.to(dev)):
             h = ev.final_hidden(model, ids.to(dev))
         rows, cols, tgt, owner = [], [], [], []
         for r, i in enumerate(idx):
@@ -349,7 +349,7 @@ def record_scores(model, run: Callable[[], object], names: Sequence[str]) -> tup
     """Run ``run()`` (any forwards) unablated while recording the named scores."""
     check_scores(names)
     rec = _Recorder(names)
-    with torch.no_grad(), H.intervene(model, rec, needs=needs_of(names)):
+    with torch.no_grad(), heads.intervene(model, rec, needs=needs_of(names)):
         out = run()
     return rec.arrays(), out
 
@@ -398,7 +398,7 @@ class Selector:
         self.counts: dict[int, torch.Tensor] = {}  # layer -> [head] flagged inputs
         self.rows: dict[int, int] = {}  # layer -> inputs seen
 
-    def __call__(self, view: H.HeadView) -> torch.Tensor:
+    def __call__(self, view: heads.HeadView) -> torch.Tensor:
         b, nh = view.z.shape[0], view.z.shape[2]
         if self.score.fn is None:  # random: u ~ U(0,1) per (input, layer, head), flagged if u < p
             m = torch.rand(b, nh, generator=self.gen) < self.tau
@@ -428,7 +428,7 @@ def ablate(model, tok, task: Task, name: str, tau: float, seed: int = 0):
     """Evaluate ``task`` with heads zeroed per input by score ``name`` at threshold ``tau``.
     Returns (result dict, selector)."""
     sel = Selector(name, tau, seed)
-    with torch.no_grad(), H.intervene(model, H.zero_where(sel), needs=SCORES[name].needs):
+    with torch.no_grad(), heads.intervene(model, heads.zero_where(sel), needs=SCORES[name].needs):
         r = task.evaluate(model, tok)
     return r, sel
 
@@ -907,7 +907,7 @@ def bb_copy_accuracy(model, task: BigramBackcopy, x: np.ndarray) -> float:
 def model_scores(model, ids: torch.Tensor, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Scores ``[input, layer, head]`` of one unablated forward of a headlab model on ``ids``
     (switches it to eager attention for the duration when patterns are needed)."""
-    with H.eager(model) if "pattern" in needs_of(names) else contextlib.nullcontext():
+    with heads.eager(model) if "pattern" in needs_of(names) else contextlib.nullcontext():
         s, _ = record_scores(model, lambda: model(ids), names)
     return s
 
@@ -960,7 +960,7 @@ def overhead(model, ids: torch.Tensor, taus: dict[str, float], pairs: int = 3) -
         def run():
             with (
                 torch.no_grad(),
-                H.intervene(model, H.zero_where(Selector(name, taus[name])), needs=SCORES[name].needs),
+                heads.intervene(model, heads.zero_where(Selector(name, taus[name])), needs=SCORES[name].needs),
             ):
                 ev.final_hidden(model, ids)
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headlab import data as hdata
-from headlab import heads as hheads
+from headlab import heads
 from headlab.nn import Attention, Block, Config, HeadlabLM, RMSNorm, apply_rope, causal_mask, rope_cache
 from headlab.train import TrainConfig, train
 
@@ -380,8 +380,8 @@ def activated_fraction(layers: Iterable[tuple[int, int, int]]) -> float:
     return on / tot
 
 
-def _stages(depths, heads, budgets):
-    return [(h, hs, k) for dep, h, (hs, k) in zip(depths, heads, budgets, strict=True) for _ in range(dep)]
+def _stages(depths, widths, budgets):
+    return [(h, hs, k) for dep, h, (hs, k) in zip(depths, widths, budgets, strict=True) for _ in range(dep)]
 
 
 # Head budgets of the released MoH configurations (depths, heads per stage/layer, (h_s, K) per group),
@@ -670,9 +670,9 @@ def model_redundancy(model: nn.Module, batches: Iterable, forward: Callable | No
     """``head_redundancy`` averaged over layers and batches (masked mode, eager attention)."""
     forward = forward or (lambda m, b: m(b))
     acc = []
-    with torch.no_grad(), hheads.eager(model):
+    with torch.no_grad(), heads.eager(model):
         for b in batches:
-            with hheads.capture(model, z=True, pattern=True) as cache:
+            with heads.capture(model, z=True, pattern=True) as cache:
                 forward(model, b)
             recs = routing_records(model)
             for l in cache.z:
@@ -1025,7 +1025,7 @@ def query_norm_routing(
     Yields a dict whose ``"masks"`` (if ``record``) collects ``[B, T, h]`` per layer per forward."""
     if router not in ("query_norm", "inverse", "random"):
         raise ValueError(f"router must be query_norm, inverse or random, not {router!r}")
-    hd = hheads.Heads(model)
+    hd = heads.Heads(model)
     h, dh = hd.n_heads, hd.d_head
     E = h - n_shared
     if not 1 <= top_k <= E:
@@ -1061,7 +1061,7 @@ def query_norm_routing(
         return view.z * g[..., None]
 
     try:
-        with hheads.intervene(model, edit):
+        with heads.intervene(model, edit):
             yield state
     finally:
         for hd_ in handles:
@@ -1097,7 +1097,7 @@ def conversion_table(
     """Table 4 analogue at step 0: perplexity of the original model and, per head budget, of the
     query-norm, random (several seeds) and inverse routers."""
     rows = [{"budget": "9/9", "router": "original", "seed": -1, "active": 1.0, "nll": window_nll(model, ids)}]
-    h = hheads.Heads(model).n_heads
+    h = heads.Heads(model).n_heads
     for name, (hs, k) in budgets.items():
         for router, seeds in (("query_norm", [0]), ("random", list(random_seeds)), ("inverse", [0])):
             for s in seeds:

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .. import heads as _heads
+from .. import heads
 from ..data import ByteTokenizer
 from ..models import encode
 from ..nn import Attention, Config, HeadlabLM, apply_rope
@@ -87,11 +87,11 @@ def attention_patterns(
     """``[layer, batch, head, q, k]`` attention weights (float32, CPU). HF models must run eager
     attention; a headlab model is switched to its eager path for the call."""
     # HF models must already be eager (capture says so otherwise); a headlab model is switched for the call
-    with _heads.eager(model) if _is_headlab(model) else contextlib.nullcontext():
+    with heads.eager(model) if _is_headlab(model) else contextlib.nullcontext():
         dev = next(model.parameters()).device
         out = []
         for s in range(0, len(ids), batch_size):
-            with _heads.capture(model, z=False, pattern=True) as cache:
+            with heads.capture(model, z=False, pattern=True) as cache:
                 _body(
                     model,
                     ids[s : s + batch_size].to(dev),
@@ -168,7 +168,7 @@ def sink_profile(scores: torch.Tensor, eps_list=(0.3, 0.8), **labels) -> pd.Data
 @torch.no_grad()
 def layer_states(model, ids: torch.Tensor) -> torch.Tensor:
     """``[layer, batch, pos, d_model]`` residual stream after every decoder block (no final norm)."""
-    h = _heads.Heads(model)
+    h = heads.Heads(model)
     states: dict[int, torch.Tensor] = {}
     handles = []
     for l, block in enumerate(h.blocks):
@@ -291,7 +291,7 @@ def mixing_simulation(
 def value_norms(model, ids: torch.Tensor) -> torch.Tensor:
     """``[prompt, layer, head, pos]`` L2 norm of the value vector each query head reads."""
     dev = next(model.parameters()).device
-    with _heads.capture(model, z=False, v=True) as cache:
+    with heads.capture(model, z=False, v=True) as cache:
         _body(model, ids.to(dev))
     v = cache.stack("v").float().cpu()  # [layer, batch, pos, head, d]
     return v.norm(dim=-1).permute(1, 0, 3, 2).contiguous()
