@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-# notebooks whose library draws some figures from their tidy CSV alone (module with replot(paper, profile))
+# notebooks whose library draws some figures from their tidy CSV alone (module with a FROM_CSV registry)
 REPLOT = {
     "00_headlab_tour": "headlab.papers.tour_figures",
     "03_heads_cooperate": "headlab.papers.count01_figures",
@@ -100,7 +100,9 @@ def main(argv=None) -> int:
                     f"(replot knows: {', '.join(REPLOT)})"
                 )
             mod = importlib.import_module(REPLOT[a.notebook])
-            for path in mod.replot(NOTEBOOKS[a.notebook].paper, a.profile):
+            from .figures import replot_from
+
+            for path in replot_from(mod.FROM_CSV, NOTEBOOKS[a.notebook].paper, a.profile):
                 print(f"redrawn: {path}")
             return 0
         if a.cmd == "report":

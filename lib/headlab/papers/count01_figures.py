@@ -7,8 +7,6 @@ Each function takes exactly the table the notebook saves next to the PNG.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -339,11 +337,3 @@ FROM_CSV = {
         fig12_init_ablation,
     )
 }
-
-
-def replot(paper: str, profile: str) -> list[Path]:
-    """Redraw every ``FROM_CSV`` figure of ``figures/<paper>/<profile>/`` from its CSV (PNG only; the
-    CSV is not rewritten)."""
-    from ..figures import replot_from
-
-    return replot_from(FROM_CSV, paper, profile)

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -303,9 +301,3 @@ FROM_CSV = {
         score_distributions,
     )
 }
-
-
-def replot(paper: str, profile: str) -> list[Path]:
-    from ..figures import replot_from
-
-    return replot_from(FROM_CSV, paper, profile)

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -251,9 +249,3 @@ FROM_CSV = {
     f.__name__: f
     for f in (table1, table3, table4, fig2, table5, table6, balance, table7, fig3, appfigc, appfige, apptableb)
 }
-
-
-def replot(paper: str, profile: str) -> list[Path]:
-    from ..figures import replot_from
-
-    return replot_from(FROM_CSV, paper, profile)

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -75,9 +73,3 @@ def train_tiny_lm(log: pd.DataFrame):
 
 
 FROM_CSV = {f.__name__: f for f in (first_token_attention, head_output_norms, zero_one_head, train_tiny_lm)}
-
-
-def replot(paper: str, profile: str) -> list[Path]:
-    from ..figures import replot_from
-
-    return replot_from(FROM_CSV, paper, profile)
