@@ -1,4 +1,4 @@
-"""headlab.papers.dormant_heads_claims: the verdict rules on hand-made frames (no model, no kernel)."""
+"""headlab.papers.dormant_heads.claims: the verdict rules on hand-made frames (no model, no kernel)."""
 
 import numpy as np
 import pandas as pd
@@ -6,19 +6,20 @@ import pytest
 
 from headlab.claims import Claims
 from headlab.papers import dormant_heads as D
-from headlab.papers import dormant_heads_claims as DC
+from headlab.papers.dormant_heads import claims as DC
+from headlab.papers.dormant_heads import rules as DC_rules
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 def test_censored_within_uses_max_achieved_for_curves_inside_the_band():
-    assert DC.censored_within([0, 5, 12], [50, 50.5, 49.5], 50.0, 1.0) == 12.0  # authors' rule would give 0
-    assert DC.censored_within([0, 5, 10], [50, 50, 48], 50.0, 1.0) == pytest.approx(
+    assert DC_rules.censored_within([0, 5, 12], [50, 50.5, 49.5], 50.0, 1.0) == 12.0  # authors' rule would give 0
+    assert DC_rules.censored_within([0, 5, 10], [50, 50, 48], 50.0, 1.0) == pytest.approx(
         D.largest_within([0, 5, 10], [50, 50, 48], 50.0)
     )
 
 
 def test_plateau_of_a_flat_zero_curve_is_undefined():
-    assert DC.plateau_step(list(range(0, 1000, 50)), np.zeros(20)) is None
+    assert D.plateau_step(list(range(0, 1000, 50)), np.zeros(20)) is None
 
 
 # ----------------------------------------------------------------------------------------- sweep fixtures
@@ -84,7 +85,7 @@ def verdict(C, cid):
 def test_c2_verdicts(drops, expected):
     sw = make_sweeps([dict(model=m, drops_rand=[d, d + 0.1]) for m, d in drops.items()])
     C = Claims("dormant_heads", "test")
-    DC.c2(C, None, sw)
+    DC_rules.c2(C, None, sw)
     assert verdict(C, "C2") == expected
     r = C.rows[0]
     if expected != "inconclusive":
@@ -94,7 +95,7 @@ def test_c2_verdicts(drops, expected):
 def test_c2_premise_near_chance_is_inconclusive():
     sw = make_sweeps([dict(model="a", drops_rand=[0.1, 0.2], base_acc=0.3)])
     C = Claims("dormant_heads", "test")
-    DC.c2(C, None, sw)
+    DC_rules.c2(C, None, sw)
     assert verdict(C, "C2") == "inconclusive" and "premise" in C.rows[0].note
 
 
@@ -111,11 +112,11 @@ def test_interpolated_items_reproduce_the_curve():
 def test_s1_reproduced_and_not():
     good = make_sweeps([dict(model="a", drops_rand=[0.4, 0.6], drops_ln=[0.0, 0.05])])
     C = Claims("dormant_heads", "test")
-    DC.s1(C, good)
+    DC_rules.s1(C, good)
     assert verdict(C, "S1") == "reproduced" and C.rows[0].kind == "hypothesis"
     bad = make_sweeps([dict(model="a", drops_rand=[0.0, 0.0], drops_ln=[0.4, 0.6])])
     C = Claims("dormant_heads", "test")
-    DC.s1(C, bad)
+    DC_rules.s1(C, bad)
     assert verdict(C, "S1") == "not reproduced"
 
 
@@ -134,7 +135,7 @@ def test_c9_verdicts():
         curves, items = pd.concat(cs, ignore_index=True), pd.concat(its, ignore_index=True)
         sw = {k: DC.Sweep(curves, items, *k) for k in dict.fromkeys(zip(items.model, items.task, strict=True))}
         C = Claims("dormant_heads", "test")
-        DC.c9(C, sw, {"tol": 1.0})
+        DC_rules.c9(C, sw, {"tol": 1.0})
         return C
 
     C = run([("a", [0.0, 0.0], [0.2, 0.4], 0), ("b", [0.3, 0.5], [0.2, 0.4], 1)])
@@ -147,7 +148,7 @@ def test_c9_verdicts():
 def test_c9_single_sweep_untestable():
     sw = make_sweeps([dict(model="a", drops_rand=[0.1, 0.2])])
     C = Claims("dormant_heads", "test")
-    DC.c9(C, sw, {"tol": 1.0})
+    DC_rules.c9(C, sw, {"tol": 1.0})
     assert verdict(C, "C9") == "not testable here"
 
 
@@ -155,13 +156,13 @@ def test_c9_single_sweep_untestable():
 def test_type_effect():
     lab = np.repeat(["x", "y", "z"], 10)
     strong = np.repeat([5.0, 20.0, 40.0], 10) + np.tile(np.linspace(-1, 1, 10), 3)
-    _, lo, _, n = DC.type_effect(strong, lab, n_perm=500)
+    _, lo, _, n = DC_rules.type_effect(strong, lab, n_perm=500)
     assert lo > 0 and n == 30
     flat = np.tile(np.linspace(0, 10, 10), 3)  # the same values in every type: less spread than chance
-    est, lo, hi, _ = DC.type_effect(flat, lab, n_perm=500)
+    est, lo, hi, _ = DC_rules.type_effect(flat, lab, n_perm=500)
     assert hi <= 0
     noisy = np.random.default_rng(0).normal(size=30)  # no effect: the interval straddles 0
-    est, lo, hi, _ = DC.type_effect(noisy, lab, n_perm=500)
+    est, lo, hi, _ = DC_rules.type_effect(noisy, lab, n_perm=500)
     assert lo < 0 < hi
 
 
@@ -208,31 +209,31 @@ def write_folder(tmp_path, emerge=True, awft_ds=(0.90, 0.91, 0.92)):
 def test_c4_partly_when_direction_holds_but_magnitude_does_not(tmp_path):
     P = write_folder(tmp_path, awft_ds=(0.90, 0.95, 1.0))  # AWFT spread ~0.1 (> AHON-LN's 0, << 1.25)
     C = Claims("dormant_heads", "test")
-    DC.c4(C, tmp_path, P)
+    DC_rules.c4(C, tmp_path, P)
     assert verdict(C, "C4") == "partly"
     P = write_folder(tmp_path, awft_ds=(0.90, 0.2, 0.1))  # spread ~1.9: both parts hold
     C = Claims("dormant_heads", "test")
-    DC.c4(C, tmp_path, P)
+    DC_rules.c4(C, tmp_path, P)
     assert verdict(C, "C4") == "reproduced"
 
 
 def test_c5_not_reproduced_when_ahon_ln_varies_more(tmp_path):
     P = write_folder(tmp_path)  # AHON-LN 0.5 vs 0.8 across models, AWFT 0.9 vs 0.6 -> AWFT spread 0.4 < 0.46
     C = Claims("dormant_heads", "test")
-    DC.c5(C, tmp_path, P)
+    DC_rules.c5(C, tmp_path, P)
     assert verdict(C, "C5") == "not reproduced"
 
 
 def test_c10_s3(tmp_path):
     P = write_folder(tmp_path)
     C = Claims("dormant_heads", "test")
-    DC.c10_s3(C, tmp_path, P)
+    DC_rules.c10_s3(C, tmp_path, P)
     assert verdict(C, "C10") == "reproduced" and verdict(C, "S3") == "reproduced"
     assert [r.kind for r in C.rows if r.claim_id == "S3"] == ["hypothesis"]
     assert verdict(C, "S3a") == "passed" and C.checks().claim_id.tolist() == ["S3a"]
     P = write_folder(tmp_path, emerge=False)
     C = Claims("dormant_heads", "test")
-    DC.c10_s3(C, tmp_path, P)
+    DC_rules.c10_s3(C, tmp_path, P)
     assert verdict(C, "C10") == "inconclusive" and "premise" in next(r for r in C.rows if r.claim_id == "C10").note
 
 
@@ -241,7 +242,7 @@ def test_c7_untestable_and_says_why(tmp_path):
         tmp_path / "wasserstein.csv", index=False
     )
     C = Claims("dormant_heads", "test")
-    DC.c7(C, tmp_path)
+    DC_rules.c7(C, tmp_path)
     r = C.rows[0]
     assert r.verdict == "not testable here" and "does not discriminate" in r.note
 

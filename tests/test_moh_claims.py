@@ -1,10 +1,11 @@
-"""Verdict rules of headlab.papers.moh_claims on hand-made frames (no model, no training)."""
+"""Verdict rules of headlab.papers.moh.claims on hand-made frames (no model, no training)."""
 
 import numpy as np
 import pandas as pd
 
 from headlab.claims import Claims
-from headlab.papers import moh_claims as mc
+from headlab.papers.moh import claims as mc
+from headlab.papers.moh import rules as mc_rules
 
 
 def images(acc: dict, n=360, seed=0, rng=0):
@@ -18,27 +19,27 @@ def images(acc: dict, n=360, seed=0, rng=0):
 
 def test_c1_verdicts():
     same = images({"MHA": 0.95, "MoH-88": 0.95, "MoH-75": 0.95, "MoH-50": 0.95})
-    assert mc.c1_evidence(same).verdict == "reproduced"  # identical predictions: interval [0, 0] above -3 pp
+    assert mc_rules.c1_evidence(same).verdict == "reproduced"  # identical predictions: interval [0, 0] above -3 pp
     worse = images({"MHA": 0.95, "MoH-88": 0.70, "MoH-75": 0.70, "MoH-50": 0.70})
-    assert mc.c1_evidence(worse).verdict == "not reproduced"
+    assert mc_rules.c1_evidence(worse).verdict == "not reproduced"
     mixed = images({"MHA": 0.95, "MoH-88": 0.95, "MoH-75": 0.70, "MoH-50": 0.95})
-    assert mc.c1_evidence(mixed).verdict == "partly"
+    assert mc_rules.c1_evidence(mixed).verdict == "partly"
     edge = images({"MHA": 0.95, "MoH-88": 0.92, "MoH-75": 0.92, "MoH-50": 0.90}, n=60)
-    assert mc.c1_evidence(edge).verdict == "inconclusive"
+    assert mc_rules.c1_evidence(edge).verdict == "inconclusive"
 
 
 def test_c2_premise_and_evidence():
-    assert not mc.lm_premise(3.16, 2.82)  # 0.34 nats below unigram: barely trained
-    assert mc.lm_premise(3.16, 1.9)
+    assert not mc_rules.lm_premise(3.16, 2.82)  # 0.34 nats below unigram: barely trained
+    assert mc_rules.lm_premise(3.16, 1.9)
     rows = [
         {"variant": v, "seed": 0, "domain": d, "window": w, "val_loss": 2.0 + 0.01 * w + add}
         for d in ("a", "b")
         for w in range(8)
         for v, add in (("MHA", 0.0), ("MoH-75", 0.0), ("MoH-50", 0.01))
     ]
-    assert mc.c2_evidence(pd.DataFrame(rows)).verdict == "reproduced"
+    assert mc_rules.c2_evidence(pd.DataFrame(rows)).verdict == "reproduced"
     rows = [{**r, "val_loss": r["val_loss"] + (0.5 if r["variant"] != "MHA" else 0)} for r in rows]
-    assert mc.c2_evidence(pd.DataFrame(rows)).verdict == "not reproduced"
+    assert mc_rules.c2_evidence(pd.DataFrame(rows)).verdict == "not reproduced"
 
 
 def routing(dep: bool, n=40, E=4, hs=2):
@@ -62,16 +63,16 @@ def routing(dep: bool, n=40, E=4, hs=2):
 
 
 def test_c3_verdicts():
-    assert mc.c3_evidence(routing(True), n_perm=50, n_boot=100).verdict == "reproduced"
-    assert mc.c3_evidence(routing(False), n_perm=50, n_boot=100).verdict == "not reproduced"
+    assert mc_rules.c3_evidence(routing(True), n_perm=50, n_boot=100).verdict == "reproduced"
+    assert mc_rules.c3_evidence(routing(False), n_perm=50, n_boot=100).verdict == "not reproduced"
 
 
 def test_c4_balance():
     ru = routing(False).assign(family="ViT", variant="MoH-75", seed=0)
-    assert mc.c4_evidence(ru, n_boot=100).verdict == "reproduced"  # every head at load K/E exactly
+    assert mc_rules.c4_evidence(ru, n_boot=100).verdict == "reproduced"  # every head at load K/E exactly
     ru = routing(True).assign(family="ViT", variant="MoH-75", seed=0)
     ru.loc[:, "sel_3"] = 0  # head 2 never selected: collapsed
-    assert mc.c4_evidence(ru, n_boot=100).verdict in ("not reproduced", "partly")
+    assert mc_rules.c4_evidence(ru, n_boot=100).verdict in ("not reproduced", "partly")
 
 
 def conversion(qn: float, rnd: float, inv: float, orig: float = 3.0, n=6):
@@ -86,25 +87,25 @@ def conversion(qn: float, rnd: float, inv: float, orig: float = 3.0, n=6):
 
 
 def test_c5_hypothesis_verdicts():
-    assert mc.c5_evidence(conversion(3.1, 3.5, 4.0), "7/9").verdict == "reproduced"
-    assert mc.c5_evidence(conversion(5.6, 5.2, 4.8), "7/9").verdict == "not reproduced"
-    assert mc.c5_evidence(conversion(3.1, 4.8, 4.5), "7/9").verdict == "partly"
+    assert mc_rules.c5_evidence(conversion(3.1, 3.5, 4.0), "7/9").verdict == "reproduced"
+    assert mc_rules.c5_evidence(conversion(5.6, 5.2, 4.8), "7/9").verdict == "not reproduced"
+    assert mc_rules.c5_evidence(conversion(3.1, 4.8, 4.5), "7/9").verdict == "partly"
 
 
 def test_c6_needs_five_seeds():
     acc = {"MoH-75 no shared, no two-stage": 0.90, "MoH-75 no two-stage": 0.97}
     C = Claims("moh", "test")
-    mc.add_c6(C, images(acc), 1)
+    mc_rules.add_c6(C, images(acc), 1)
     assert C.rows[-1].verdict == "inconclusive" and "5 training seeds" in C.rows[-1].note
     img = pd.concat([images(acc, seed=s, rng=s) for s in range(5)])
-    mc.add_c6(C, img, 5)
+    mc_rules.add_c6(C, img, 5)
     assert C.rows[-1].verdict == "reproduced" and C.rows[-1].unit == "seeds"
 
 
 def test_c7_flat():
     variants = ["a", "b", "c"]
-    assert mc.c7_evidence(images(dict.fromkeys(variants, 0.95)), variants).verdict == "reproduced"
-    assert mc.c7_evidence(images({"a": 0.95, "b": 0.80, "c": 0.95}), variants).verdict == "not reproduced"
+    assert mc_rules.c7_evidence(images(dict.fromkeys(variants, 0.95)), variants).verdict == "reproduced"
+    assert mc_rules.c7_evidence(images({"a": 0.95, "b": 0.80, "c": 0.95}), variants).verdict == "not reproduced"
 
 
 def scores(shared_varies: bool, n=40, h=4, hs=2):
@@ -128,8 +129,8 @@ def scores(shared_varies: bool, n=40, h=4, hs=2):
 
 
 def test_c8_spread():
-    assert mc.c8_evidence(scores(True), n_boot=100).verdict == "reproduced"
-    assert mc.c8_evidence(scores(False), n_boot=100).verdict == "not reproduced"
+    assert mc_rules.c8_evidence(scores(True), n_boot=100).verdict == "reproduced"
+    assert mc_rules.c8_evidence(scores(False), n_boot=100).verdict == "not reproduced"
 
 
 def test_c9_redundancy():
@@ -146,9 +147,9 @@ def test_c9_redundancy():
         for v in ("MHA", "MoH-75")
         for i in range(30)
     ]
-    assert mc.c9_evidence(pd.DataFrame(rows)).verdict == "reproduced"
+    assert mc_rules.c9_evidence(pd.DataFrame(rows)).verdict == "reproduced"
     flip = pd.DataFrame(rows).assign(variant=lambda d: d.variant.map({"MHA": "MoH-75", "MoH-75": "MHA"}))
-    assert mc.c9_evidence(flip).verdict == "not reproduced"
+    assert mc_rules.c9_evidence(flip).verdict == "not reproduced"
 
 
 def test_speed_rows(tmp_path):
@@ -171,5 +172,5 @@ def test_speed_rows(tmp_path):
 
 
 def test_each_family_names_its_own_unit():
-    assert mc.unit_name("ViT") == "test images" and mc.unit_name("LM") == "LM windows"
-    assert mc.unit_name("ViT MoH-75") == "test images" and mc.unit_name("other") == "units"
+    assert mc_rules.unit_name("ViT") == "test images" and mc_rules.unit_name("LM") == "LM windows"
+    assert mc_rules.unit_name("ViT MoH-75") == "test images" and mc_rules.unit_name("other") == "units"

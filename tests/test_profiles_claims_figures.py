@@ -210,12 +210,12 @@ def test_notebook_knobs_are_not_shadowed_by_later_cells():
 
 
 @pytest.mark.slow
-def test_replot_redraws_count01_gpu_figures_from_their_committed_csvs(tmp_path, monkeypatch, capsys):
+def test_replot_redraws_heads_cooperate_gpu_figures_from_their_committed_csvs(tmp_path, monkeypatch, capsys):
     """The H100 run's CSVs alone suffice to redraw its CSV-drawn figures; the CSVs are left untouched."""
     import shutil
 
     from headlab import paths
-    from headlab.papers import count01_figures
+    from headlab.papers.heads_cooperate import figures as count01_figures
 
     src = paths.PUBLISHED_DIR / "heads_cooperate" / "gpu"
     dst = tmp_path / "heads_cooperate" / "gpu"

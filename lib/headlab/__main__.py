@@ -8,10 +8,10 @@ import sys
 
 # notebooks whose library draws some figures from their tidy CSV alone (module with a FROM_CSV registry)
 REPLOT = {
-    "00_headlab_tour": "headlab.papers.tour_figures",
-    "03_heads_cooperate": "headlab.papers.count01_figures",
-    "01_dormant_heads": "headlab.papers.dormant_heads_figures",
-    "05_moh": "headlab.papers.moh_figures",
+    "00_headlab_tour": "headlab.papers.tour.figures",
+    "03_heads_cooperate": "headlab.papers.heads_cooperate.figures",
+    "01_dormant_heads": "headlab.papers.dormant_heads.figures",
+    "05_moh": "headlab.papers.moh.figures",
 }
 
 

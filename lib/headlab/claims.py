@@ -18,7 +18,7 @@ units, and the rule in words. The interval decides (:func:`greater`, :func:`less
 * not testable here (:meth:`Claims.untestable`), with the reason.
 
 The paper's numbers are data (:class:`Published`: value as quoted, where, which version). Each paper's
-verdict code lives in ``headlab.papers.<paper>_claims`` as ``build(folder, profile) -> Claims``, computed
+verdict code lives in ``headlab.papers.<paper>.claims`` as ``build(folder, profile) -> Claims``, computed
 from the tidy CSVs the notebook saved in ``folder``; ``rebuild`` reruns it without any model or kernel,
 which is how ``tests/test_claims_rebuild.py`` checks every committed ``claims.csv``.
 """
@@ -59,11 +59,11 @@ N_BOOT = 2000
 
 # paper -> module with ``build(folder: Path, profile: str) -> Claims``
 BUILDERS = {
-    "dormant_heads": "headlab.papers.dormant_heads_claims",
-    "dha_fusion": "headlab.papers.dha_claims",
-    "heads_cooperate": "headlab.papers.count01_claims",
-    "attention_sinks": "headlab.papers.sinks_claims",
-    "moh": "headlab.papers.moh_claims",
+    "dormant_heads": "headlab.papers.dormant_heads.claims",
+    "dha_fusion": "headlab.papers.dha_fusion.claims",
+    "heads_cooperate": "headlab.papers.heads_cooperate.claims",
+    "attention_sinks": "headlab.papers.attention_sinks.claims",
+    "moh": "headlab.papers.moh.claims",
 }
 
 

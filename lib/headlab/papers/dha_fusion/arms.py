@@ -1,0 +1,300 @@
+"""Experiment arms: search + fusion + collapse + continued pretraining, and the token-efficiency measures."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ...nn import HeadlabLM
+from ...train import TrainConfig, train
+from .checks import kv_cache_bytes
+from .cka import head_activations, head_cka
+from .data import lm_eval
+from .fusion import probe_allocation, run_fusion
+from .grouping import (
+    Grouping,
+    budget_total,
+    contiguous_groups,
+    counts,
+    global_agglomerate,
+    n_source,
+    tied_uniform_groups,
+    uniform_groups,
+)
+from .merge import collapse, rank1_fusion
+
+# --- arms: search + fusion + collapse + continued pre-training -------------------------------
+
+
+@dataclass
+class Arm:
+    """One way of turning the source into a model with fewer K/V heads.
+
+    alloc: "gqa" (contiguous blocks, K = V), "cka_gqa" (uniform, CKA groups shared by K and V),
+           "uniform" (CKA groups per layer, K and V decoupled), "cka" (DHA-lite global CKA
+           merges), "probe" (loss-driven search).
+    init:  "pool" (mean of the members) or "fusion" (``fusion_steps`` of learned fusion).
+    """
+
+    name: str
+    budget: float
+    alloc: str
+    init: str = "pool"
+    fusion_steps: int = 0
+    curve: bool = False  # evaluate along the way (loss-vs-tokens figure)
+    extra_steps: int = 0  # keep training past the budget, for the curve only (constant lr: the
+    #                      trajectory up to the budget is the same as without the extra steps)
+
+
+@dataclass
+class Context:
+    """Everything the arms share: the source, data streams, evaluation batches, optimiser
+    settings and the search results (computed once per source and budget)."""
+
+    source: HeadlabLM
+    get_batch: Callable  # step -> (x, y); the same stream for every arm
+    tokens_per_step: int
+    eval_batches: list
+    calib_batches: list
+    total_steps: int
+    lr: float = 1e-3
+    omega_lr: float = 1e-2
+    lam_max: float = 500.0
+    ramp: float = 0.8
+    warmup: int = 5
+    eval_every: int = 10
+    forward_cost: float = 1 / 3  # a forward-only token costs ~1/3 of a training token (2N vs 6N FLOPs)
+    progress: bool = True
+    sims: dict | None = None
+    cache: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.sims is None:
+            ids = torch.cat([x for x, _ in self.calib_batches])
+            self.sims = head_cka(head_activations(self.source, ids, kinds=("k", "v")))
+        self.calib_tokens = sum(x.numel() for x, _ in self.calib_batches)
+
+
+def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
+    """``(k_groups, v_groups, forward tokens the search used)``."""
+    src = ctx.source
+    nk, nv = n_source(src, "k"), n_source(src, "v")
+    L = len(nk)
+    key = (arm.alloc, arm.budget)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    sk, sv = ctx.sims["k"], ctx.sims["v"]
+    cka_cost = ctx.calib_tokens  # one forward over the calibration batch
+    if arm.alloc in ("gqa", "uniform", "cka_gqa"):
+        per = budget_total(nk, arm.budget) / L
+        if per != int(per) or budget_total(nv, arm.budget) / L != per:
+            raise ValueError(f"budget {arm.budget} gives {per} heads per layer: not uniform")
+        per = int(per)
+        if arm.alloc == "gqa":
+            res = (contiguous_groups(nk, per), contiguous_groups(nv, per), 0.0)
+        elif arm.alloc == "uniform":
+            res = (uniform_groups(sk, per), uniform_groups(sv, per), cka_cost)
+        else:
+            g = tied_uniform_groups(sk, sv, per)
+            res = (g, copy.deepcopy(g), cka_cost)
+    elif arm.alloc == "cka":
+        res = (
+            global_agglomerate(sk, budget_total(nk, arm.budget)),
+            global_agglomerate(sv, budget_total(nv, arm.budget)),
+            cka_cost,
+        )
+    elif arm.alloc == "probe":
+        g, rows, used = probe_allocation(src, ctx.sims, arm.budget, ctx.calib_batches)
+        ctx.cache[("probe_rows", arm.budget)] = rows
+        res = (g["k"], g["v"], cka_cost + used)
+    else:
+        raise ValueError(f"unknown allocation {arm.alloc!r}")
+    ctx.cache[key] = res
+    return res
+
+
+def run_arm(ctx: Context, arm: Arm) -> dict:
+    """Run one arm at ``ctx.total_steps`` training steps of budget, search and fusion included:
+    continued pre-training gets ``total - fusion - search`` steps (search forwards charged at
+    ``forward_cost`` of a training token, rounded up to whole steps)."""
+    kg, vg, search_fwd = arm_groups(ctx, arm)
+    search_steps = math.ceil(search_fwd * ctx.forward_cost / ctx.tokens_per_step - 1e-9)
+    fsteps = arm.fusion_steps if arm.init == "fusion" else 0
+    ct_steps = ctx.total_steps - search_steps - fsteps
+    if ct_steps < 0:
+        raise ValueError(f"{arm.name}: search ({search_steps}) + fusion ({fsteps}) exceed the budget")
+    t0 = time.time()
+    tps = ctx.tokens_per_step
+    curve = []
+    flog = []
+    if fsteps:
+        model, flog = run_fusion(
+            ctx.source,
+            kg,
+            vg,
+            ctx.get_batch,
+            fsteps,
+            ctx.lr,
+            ctx.omega_lr,
+            ctx.lam_max,
+            ctx.ramp,
+            ctx.warmup,
+            eval_batches=ctx.eval_batches if arm.curve else None,
+            eval_every=ctx.eval_every,
+            progress=ctx.progress,
+            desc=f"{arm.name} fusion",
+        )
+        for r in flog:
+            if "collapsed_loss" in r:
+                curve.append(
+                    {"tokens": (search_steps + r["step"]) * tps, "loss": r["collapsed_loss"], "phase": "fusion"}
+                )
+    else:
+        model = collapse(ctx.source, kg, vg)
+    init = lm_eval(model, ctx.eval_batches)
+    curve.append({"tokens": (search_steps + fsteps) * tps, "loss": init["loss"], "phase": "init"})
+    offset = search_steps + fsteps
+    final = init
+    if ct_steps + arm.extra_steps:
+        every = ctx.eval_every if arm.curve else ct_steps
+        if arm.extra_steps and ct_steps % every:
+            raise ValueError(f"{arm.name}: with extra_steps, eval_every must divide the {ct_steps} CT steps")
+        tc = TrainConfig(
+            steps=ct_steps + arm.extra_steps, lr=ctx.lr, warmup=ctx.warmup, min_lr_ratio=1.0, eval_every=every
+        )
+        log = train(
+            model,
+            lambda s: ctx.get_batch(offset + s),
+            tc,
+            eval_fn=lambda m: lm_eval(m, ctx.eval_batches),
+            progress=ctx.progress,
+            desc=f"{arm.name} CT",
+        )
+        for r in log[1:]:
+            curve.append(
+                {
+                    "tokens": (offset + r["step"]) * tps,
+                    "loss": r["loss"],
+                    "phase": "CT" if r["step"] <= ct_steps else "past budget",
+                }
+            )
+        final = next(({"loss": r["loss"], "acc": r["acc"]} for r in log if r["step"] == ct_steps), None)
+        if final is None:
+            raise RuntimeError(f"{arm.name}: no evaluation at the budget")
+    return {
+        "arm": arm.name,
+        "budget": arm.budget,
+        "alloc": arm.alloc,
+        "init": arm.init,
+        "k_counts": counts(kg),
+        "v_counts": counts(vg),
+        "k_groups": kg,
+        "v_groups": vg,
+        "search_steps": search_steps,
+        "fusion_steps": fsteps,
+        "ct_steps": ct_steps,
+        "tokens": ctx.total_steps * tps,
+        "init_loss": init["loss"],
+        "init_acc": init["acc"],
+        "final_loss": final["loss"],
+        "final_acc": final["acc"],
+        "final_fusion_loss": flog[-1]["final_fusion_loss"] if flog else float("nan"),
+        "fusion_log": flog,
+        "curve": curve,
+        "model": model if not arm.extra_steps else None,
+        "seconds": time.time() - t0,
+    }
+
+
+def init_only_arms(model: HeadlabLM, sims: dict, acts: dict, budget: float, batches) -> list[dict]:
+    """Training-free conversions of a pretrained model at ``budget`` of its K/V heads (the
+    analysis model, too big to train here): GQA mean-pool, CKA-allocated groups with mean-pool,
+    uniform CKA groups with rank-1 fusion, and DHA-lite (CKA allocation + rank-1 fusion). At one
+    head per layer every allocation is the same, so only the initialisation differs."""
+    nk, nv = n_source(model, "k"), n_source(model, "v")
+    L = len(nk)
+    per = budget_total(nk, budget) / L
+    uniform = per == int(per) and budget_total(nv, budget) / L == per
+    specs = []
+    if uniform:
+        per = int(per)
+        specs.append(("GQA (mean-pool)", "gqa", "pool", contiguous_groups(nk, per), contiguous_groups(nv, per)))
+        specs.append(
+            (
+                "uniform CKA groups + fusion" if per > 1 else "one head per layer + fusion",
+                "uniform",
+                "fusion",
+                uniform_groups(sims["k"], per),
+                uniform_groups(sims["v"], per),
+            )
+        )
+    if not (uniform and per == 1):  # at one head per layer there is nothing to allocate
+        lite = (
+            global_agglomerate(sims["k"], budget_total(nk, budget)),
+            global_agglomerate(sims["v"], budget_total(nv, budget)),
+        )
+        specs.append(("CKA allocation + mean-pool", "cka", "pool", *lite))
+        specs.append(("DHA-lite (CKA allocation + fusion)", "cka", "fusion", *lite))
+    rows = []
+    for name, alloc, init, kg, vg in specs:
+        if init == "fusion":
+            kf = [rank1_fusion(acts["k"][l], kg[l]) for l in range(L)]
+            vf = [rank1_fusion(acts["v"][l], vg[l]) for l in range(L)]
+            m = collapse(
+                model,
+                kg,
+                vg,
+                k_coef=[c for c, _ in kf],
+                v_coef=[c for c, _ in vf],
+                k_scale=[a for _, a in kf],
+                v_scale=[a for _, a in vf],
+                share=True,
+            )
+        else:
+            m = collapse(model, kg, vg, share=True)
+        r = lm_eval(m, batches)
+        rows.append(
+            {
+                "arm": name,
+                "budget": budget,
+                "alloc": alloc,
+                "init": init,
+                "k_counts": counts(kg),
+                "v_counts": counts(vg),
+                "k_groups": kg,
+                "v_groups": vg,
+                "loss": r["loss"],
+                "acc": r["acc"],
+                "kv_bytes_per_token": kv_cache_bytes(m),
+            }
+        )
+        del m
+    return rows
+
+
+def gap_closure(l_mha: float, l_gqa: float, l_dha: float) -> float:
+    """r = (L_GQA - L_DHA) / (L_GQA - L_MHA): the share of GQA's conversion loss DHA avoids."""
+    return (l_gqa - l_dha) / (l_gqa - l_mha)
+
+
+def tokens_to_reach(curve_tokens: Sequence[float], curve_loss: Sequence[float], target: float) -> float:
+    """First token count at which a (tokens, loss) curve reaches ``target`` (linear interpolation
+    between evaluations); ``inf`` if it never does."""
+    t, y = list(curve_tokens), list(curve_loss)
+    if y[0] <= target:
+        return float(t[0])
+    for i in range(1, len(t)):
+        if y[i] <= target:
+            return float(t[i - 1] + (t[i] - t[i - 1]) * (y[i - 1] - target) / (y[i - 1] - y[i]))
+    return float("inf")
+
+
+def acceleration(gqa_curve, dha_tokens: float, dha_loss: float) -> float:
+    """Tokens GQA needs to reach DHA's loss, divided by the tokens DHA used (> 1: DHA is faster)."""
+    need = tokens_to_reach([r["tokens"] for r in gqa_curve], [r["loss"] for r in gqa_curve], dha_loss)
+    return need / dha_tokens

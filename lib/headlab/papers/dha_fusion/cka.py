@@ -1,0 +1,109 @@
+"""Per-head activations, linear CKA between heads and layers, and Fig. 3a's pull toward a group mean."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ...nn import HeadlabLM
+from .merge import _heads_view
+
+# --- activations and CKA ---------------------------------------------------------------------
+
+
+@torch.no_grad()
+def head_activations(model: HeadlabLM, ids: torch.Tensor, kinds=("q", "k", "v")) -> dict:
+    """Per layer, the q/k/v projection outputs per head (before RoPE), ``[head, tokens, d_head]``."""
+    acts = {k: {} for k in kinds}
+    handles = []
+    d = model.config.d_head
+    for l, block in enumerate(model.layers):
+        for k in kinds:
+
+            def hook(_m, _i, out, l=l, k=k):
+                acts[k][l] = out.detach().reshape(-1, out.shape[-1] // d, d).transpose(0, 1).float().cpu()
+
+            handles.append(getattr(block.self_attn, f"{k}_proj").register_forward_hook(hook))
+    try:
+        model.eval()
+        model(ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: [acts[k][l] for l in range(len(model.layers))] for k in kinds}
+
+
+def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Linear CKA of two activation matrices ``[tokens, features]`` (columns centred)."""
+    X = X.double() - X.double().mean(0)
+    Y = Y.double() - Y.double().mean(0)
+    num = (X.T @ Y).pow(2).sum()
+    return float(num / ((X.T @ X).norm() * (Y.T @ Y).norm()))
+
+
+def cka_matrix(acts: torch.Tensor) -> np.ndarray:
+    """Pairwise linear CKA of ``n`` heads' activations ``[n, tokens, d]`` -> ``[n, n]``."""
+    n, N, d = acts.shape
+    A = acts.double() - acts.double().mean(1, keepdim=True)
+    A = A.transpose(0, 1).reshape(N, n * d)
+    C = (A.T @ A).view(n, d, n, d).permute(0, 2, 1, 3)  # [n, n, d, d] = X_i^T X_j
+    fro2 = C.pow(2).sum((-1, -2))  # ||X_i^T X_j||_F^2
+    diag = fro2.diagonal().sqrt()
+    return (fro2 / (diag[:, None] * diag[None, :])).numpy()
+
+
+def head_cka(acts: dict) -> dict:
+    """``{kind: [layer] -> [n, n] CKA]}`` from ``head_activations``."""
+    return {k: [cka_matrix(a) for a in v] for k, v in acts.items()}
+
+
+def cross_layer_cka(acts_kind: list[torch.Tensor]) -> list[float]:
+    """Baseline for 'redundancy': mean CKA between each head of layer l and each head of layer
+    l+1 (heads that are certainly not duplicates of each other)."""
+    out = []
+    for a, b in itertools.pairwise(acts_kind):
+        both = torch.cat([a, b])
+        m = cka_matrix(both)
+        out.append(float(m[: len(a), len(a) :].mean()))
+    return out
+
+
+def redundancy(sim: np.ndarray) -> float:
+    """Mean off-diagonal similarity of one layer's heads."""
+    n = len(sim)
+    return float((sim.sum() - np.trace(sim)) / (n * (n - 1))) if n > 1 else float("nan")
+
+
+# --- Fig. 3a: pulling a group of heads toward its mean ---------------------------------------
+
+
+def extreme_groups(sims: Sequence[np.ndarray], size: int = 4) -> dict:
+    """The layer whose ``size``-head subsets differ most in mean pairwise similarity, with its
+    most and least similar subsets: ``{"layer", "most", "most_sim", "least", "least_sim"}``."""
+    best = None
+    for l, s in enumerate(sims):
+        scored = [
+            (float(np.mean([s[i, j] for i, j in itertools.combinations(g, 2)])), list(g))
+            for g in itertools.combinations(range(len(s)), size)
+        ]
+        hi, lo = max(scored), min(scored)
+        if best is None or hi[0] - lo[0] > best[0]:
+            best = (hi[0] - lo[0], {"layer": l, "most": hi[1], "most_sim": hi[0], "least": lo[1], "least_sim": lo[0]})
+    return best[1]
+
+
+@torch.no_grad()
+def interpolate_to_mean(model: HeadlabLM, layer: int, kind: str, heads: Sequence[int], alpha: float) -> HeadlabLM:
+    """A copy of ``model`` whose ``kind`` ("k" or "v") heads ``heads`` in ``layer`` are
+    ``(1 - alpha) W_i + alpha * mean_j W_j`` (alpha = 1: fully fused, i.e. mean-pooled)."""
+    m = copy.deepcopy(model)
+    lin = getattr(m.layers[layer].self_attn, f"{kind}_proj")
+    W = _heads_view(lin.weight, lin.out_features // m.config.d_head)
+    idx = list(heads)
+    mean = W[idx].mean(0, keepdim=True)
+    W[idx] = (1 - alpha) * W[idx] + alpha * mean
+    return m

@@ -1,0 +1,159 @@
+"""Dormant / inactive attention heads (Sandoval-Segura et al. 2025, arXiv 2504.03889).
+
+A head is *dormant* (v1) or *inactive* (v2+) on an input when a per-input score says it barely
+contributes; the paper zeroes such heads **per input, inside the forward pass that computes the
+score** (cascading through the layers) and plots accuracy against the *achieved* % of
+(input, layer, head) triples zeroed.
+
+Pieces, in the order a notebook uses them:
+
+* ``SCORES``: the score functions of the ICLR version (AHON, AHON-LN = v1's HONOR, AWFT, AWFT-LN,
+  entropy, value-vector norms, last-token output norms, the post-W_O variant, random), each a
+  function ``HeadView -> [batch, head]`` computed from the same forward's ``z``, ``pattern`` and
+  ``v``, padding excluded through ``view.valid``.
+* ``Task``: multiple choice (``headlab.eval.multiple_choice``) or next-token loss on texts.
+* ``calibrate``: one unablated pass that records every score of every (input, layer, head) and
+  the baseline metric; ``thresholds`` turns the pooled scores into per-quantile thresholds
+  (upper tail for the "flag if high" rules such as AWFT).
+* ``ablate``/``sweep``: one pass per (score, quantile) with ``heads.zero_where``; returns the
+  achieved %, the metric and the per-item results.
+* statistics: ``largest_within`` (last crossing of baseline - tol, linear interpolation, 0 when
+  the curve never crosses), ``normalised_auc``, bootstrap CIs, ranks, Spearman/IoU across models,
+  selection overlap, Wasserstein distances between score distributions.
+* data: ``generated_mc`` (deterministic multiple-choice items a 135M model answers well above
+  chance) and ``BigramBackcopy`` (the toy task of Guo et al. 2024 for the pretraining dynamics).
+"""
+
+from __future__ import annotations
+
+from .dynamics import BigramBackcopy, bb_batches, bb_copy_accuracy, final_level, flip_rate, model_scores, plateau_step
+from .items import CLOZE, DAYS, MC_KINDS, MONTHS, WORDS, generated_mc
+from .notebook import dominates, mmlu_subset, rel_spread, restrict_models, text_set, train_dynamics
+from .scores import (
+    EPS,
+    PAPER_SCORES,
+    SCORES,
+    Score,
+    ahon,
+    ahon_ln,
+    ahon_wo,
+    ahon_wo_ln,
+    avvn,
+    avvn_ln,
+    awft,
+    awft_ln,
+    check_scores,
+    entropy,
+    entropy_ln,
+    ftvvn,
+    ftvvn_ln,
+    lthon,
+    lthon_hn,
+    lthon_ln,
+)
+from .speed import overhead
+from .stats import (
+    bootstrap_within,
+    curve_stats,
+    dormant_fraction_by,
+    interpolate_at,
+    largest_within,
+    matched_comparison,
+    normalised_auc,
+    permutation_test,
+    rank_scores,
+    selection_overlap,
+    spearman_matrix,
+    stays_within,
+    topk_iou_matrix,
+    wasserstein,
+)
+from .tasks import Task, mc_accuracy, mc_logprobs, metric_from_items
+from .units import CLAIM_SCORES, dynamics_per_input, per_item_frame, threshold_bootstrap
+from .zeroing import (
+    Calibration,
+    Selector,
+    ablate,
+    calibrate,
+    flagged,
+    needs_of,
+    record_scores,
+    sweep,
+    threshold,
+    thresholds,
+)
+
+__all__ = [
+    "BigramBackcopy",
+    "CLAIM_SCORES",
+    "CLOZE",
+    "Calibration",
+    "DAYS",
+    "EPS",
+    "MC_KINDS",
+    "MONTHS",
+    "PAPER_SCORES",
+    "SCORES",
+    "Score",
+    "Selector",
+    "Task",
+    "WORDS",
+    "ablate",
+    "ahon",
+    "ahon_ln",
+    "ahon_wo",
+    "ahon_wo_ln",
+    "avvn",
+    "avvn_ln",
+    "awft",
+    "awft_ln",
+    "bb_batches",
+    "bb_copy_accuracy",
+    "bootstrap_within",
+    "calibrate",
+    "check_scores",
+    "curve_stats",
+    "dominates",
+    "dormant_fraction_by",
+    "dynamics_per_input",
+    "entropy",
+    "entropy_ln",
+    "final_level",
+    "flagged",
+    "flip_rate",
+    "ftvvn",
+    "ftvvn_ln",
+    "generated_mc",
+    "interpolate_at",
+    "largest_within",
+    "lthon",
+    "lthon_hn",
+    "lthon_ln",
+    "matched_comparison",
+    "mc_accuracy",
+    "mc_logprobs",
+    "metric_from_items",
+    "mmlu_subset",
+    "model_scores",
+    "needs_of",
+    "normalised_auc",
+    "overhead",
+    "per_item_frame",
+    "permutation_test",
+    "plateau_step",
+    "rank_scores",
+    "record_scores",
+    "rel_spread",
+    "restrict_models",
+    "selection_overlap",
+    "spearman_matrix",
+    "stays_within",
+    "sweep",
+    "text_set",
+    "threshold",
+    "threshold_bootstrap",
+    "thresholds",
+    "topk_iou_matrix",
+    "train_dynamics",
+    "wasserstein",
+]

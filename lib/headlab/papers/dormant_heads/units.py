@@ -1,0 +1,92 @@
+"""Per-unit tidy data for the claims (dormant_heads.claims reads these CSVs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .scores import SCORES
+from .zeroing import threshold
+
+# --------------------------------------------------------------------------------------------
+# per-unit tidy data for the claims (dormant_heads.claims reads these CSVs)
+# --------------------------------------------------------------------------------------------
+
+CLAIM_SCORES = ("random", "ahon", "ahon_ln", "awft")  # the functions whose per-item results the claims use
+
+
+def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.DataFrame:
+    """One row per (model, task, item) from ``sweep``'s per-item results (``extra[(model, task)]``).
+
+    ``n_tok`` is 1 for multiple choice and the text's scored tokens for next-token loss; ``base`` is the
+    unablated pass; ``<score>@<p>`` is the item's result at nominal quantile p: 1/0 correct (MC) or the
+    summed loss in nats over the text (so a sweep point's metric is ``100 * sum / n`` or ``sum / sum(n_tok)``).
+    """
+    frames = []
+    for (model, task), ex in extra.items():
+        pi = ex["per_item"]
+        keys = [(s, p) for (s, p) in pi if s in scores]
+        if not keys:
+            continue
+        nll = "nll" in task
+
+        def vals(v, nll=nll):  # called within this iteration only
+            if nll:
+                return [float(np.sum(a)) for a in v], [len(a) for a in v]
+            v = np.asarray(v).astype(int)
+            return list(v), [1] * len(v)
+
+        base, n_tok = vals(pi[keys[0][0], min(p for s, p in keys)])
+        d = {"model": model, "task": task, "item": np.arange(len(base)), "n_tok": n_tok, "base": base}
+        for s, p in keys:
+            if p > 0:
+                d[f"{s}@{p:g}"] = vals(pi[s, p])[0]
+        frames.append(pd.DataFrame(d))
+    return pd.concat(frames, ignore_index=True)
+
+
+def threshold_bootstrap(
+    cal: dict, combos: Sequence[tuple[str, str, float]], n_boot: int = 200, seed: int = 0
+) -> pd.DataFrame:
+    """Quantile thresholds recomputed on calibration inputs resampled with replacement (the forwards of
+    the unablated pass are the unit): ``combos`` = (dataset, score, p); one resample per (model, dataset)
+    and replicate, shared by every score and p of that pass. Rows: model, dataset, score, p, rep, threshold."""
+    rows = []
+    for k, ((model, dataset), c) in enumerate(cal.items()):
+        mine = [(s, p) for d, s, p in combos if d == dataset]
+        if not mine:
+            continue
+        n = c.scores[mine[0][0]].shape[0]
+        rng = np.random.default_rng([seed, k])  # an independent stream per calibration pass
+        for r in range(n_boot):
+            idx = rng.integers(0, n, n)
+            for s, p in mine:
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "score": s,
+                        "p": p,
+                        "rep": r,
+                        "threshold": threshold(c.scores[s][idx], p, SCORES[s].flag_high),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def dynamics_per_input(states: dict, steps: Sequence[int], labels: Sequence[str]) -> pd.DataFrame:
+    """One row per (score, eval input): its dormant fraction of heads at every checkpoint (columns
+    ``step_<s>``) and its mean rate of state switches between consecutive checkpoints (``flip_rate``)."""
+    frames = []
+    for s, st in states.items():
+        A = np.stack(st)  # [checkpoint, input, layer, head]
+        frac = A.mean(axis=(2, 3)).T  # [input, checkpoint]
+        d = pd.DataFrame(frac, columns=[f"step_{x}" for x in steps])
+        d.insert(0, "label", list(labels))
+        d.insert(0, "input", np.arange(frac.shape[0]))
+        d.insert(0, "score", s)
+        d["flip_rate"] = (A[1:] != A[:-1]).mean(axis=(0, 2, 3)) if len(A) > 1 else np.nan
+        frames.append(d)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,185 @@
+"""Calibration (one unablated pass, every score), thresholds, and per-input in-pass zeroing sweeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ... import heads
+from .scores import SCORES, check_scores
+from .tasks import Task
+
+# --------------------------------------------------------------------------------------------
+# calibration (unablated pass, all scores) and thresholds
+# --------------------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """An edit that records scores per layer and changes nothing."""
+
+    def __init__(self, names):
+        self.fns = [(n, SCORES[n].fn) for n in names if SCORES[n].fn is not None]
+        self.rows: dict[str, dict[int, list]] = {n: {} for n, _ in self.fns}
+
+    def __call__(self, view):
+        for n, fn in self.fns:
+            self.rows[n].setdefault(view.layer, []).append(fn(view).detach().cpu())
+        return None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """name -> ``[input, layer, head]`` float32, inputs in the order they were run."""
+        out = {}
+        for n, per_layer in self.rows.items():
+            layers = sorted(per_layer)
+            out[n] = torch.stack([torch.cat(per_layer[l]) for l in layers], dim=1).numpy().astype(np.float32)
+        return out
+
+
+def needs_of(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted({x for n in names for x in SCORES[n].needs}))
+
+
+@dataclass
+class Calibration:
+    task: str
+    scores: dict[str, np.ndarray]  # name -> [input, layer, head]
+    baseline: float
+    per_item: object
+    seconds: float = 0.0
+
+
+def record_scores(model, run: Callable[[], object], names: Sequence[str]) -> tuple[dict[str, np.ndarray], object]:
+    """Run ``run()`` (any forwards) unablated while recording the named scores."""
+    check_scores(names)
+    rec = _Recorder(names)
+    with torch.no_grad(), heads.intervene(model, rec, needs=needs_of(names)):
+        out = run()
+    return rec.arrays(), out
+
+
+def calibrate(model, tok, task: Task, names: Sequence[str]) -> Calibration:
+    """The unablated pass: baseline metric + every named score of every (input, layer, head)."""
+    t = time.perf_counter()
+    scores, r = record_scores(model, lambda: task.evaluate(model, tok), names)
+    return Calibration(task.name, scores, r["metric"], r["per_item"], time.perf_counter() - t)
+
+
+def threshold(scores: np.ndarray, p: float, flag_high: bool) -> float:
+    """Threshold that flags a fraction ``p`` of the pooled scores: the p-quantile for "flag if
+    below", the (1-p)-quantile for "flag if above" (linear interpolation between order statistics)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    s = s[np.isfinite(s)]
+    return float(np.quantile(s, 1.0 - p if flag_high else p))
+
+
+def thresholds(calib: Calibration, names: Sequence[str], quantiles: Sequence[float]) -> dict[tuple[str, float], float]:
+    """(score, p) -> threshold; random uses p itself."""
+    out = {}
+    for n in names:
+        for p in quantiles:
+            out[n, p] = float(p) if n == "random" else threshold(calib.scores[n], p, SCORES[n].flag_high)
+    return out
+
+
+def flagged(scores: np.ndarray, tau: float, flag_high: bool) -> np.ndarray:
+    return scores > tau if flag_high else scores < tau
+
+
+# --------------------------------------------------------------------------------------------
+# per-input in-pass zeroing
+# --------------------------------------------------------------------------------------------
+
+
+class Selector:
+    """``select(view) -> bool [batch, head]`` for ``heads.zero_where``: flags heads of this
+    forward whose score is past ``tau``; counts what it flagged for the achieved %."""
+
+    def __init__(self, name: str, tau: float, seed: int = 0):
+        check_scores([name])
+        self.score, self.tau = SCORES[name], float(tau)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.counts: dict[int, torch.Tensor] = {}  # layer -> [head] flagged inputs
+        self.rows: dict[int, int] = {}  # layer -> inputs seen
+
+    def __call__(self, view: heads.HeadView) -> torch.Tensor:
+        b, nh = view.z.shape[0], view.z.shape[2]
+        if self.score.fn is None:  # random: u ~ U(0,1) per (input, layer, head), flagged if u < p
+            m = torch.rand(b, nh, generator=self.gen) < self.tau
+            m = m.to(view.z.device)
+        else:
+            s = self.score.fn(view)
+            m = s > self.tau if self.score.flag_high else s < self.tau
+        self.counts[view.layer] = self.counts.get(view.layer, 0) + m.sum(0).cpu()
+        self.rows[view.layer] = self.rows.get(view.layer, 0) + b
+        return m
+
+    def achieved_pct(self) -> float:
+        """100 x (total flagged) / (inputs x layers x heads), the paper's x-axis."""
+        if not self.rows:
+            return 0.0
+        flagged_ = sum(int(c.sum()) for c in self.counts.values())
+        nh = len(next(iter(self.counts.values())))
+        return 100.0 * flagged_ / (sum(self.rows.values()) * nh)
+
+    def head_frequency(self) -> np.ndarray:
+        """``[layer, head]`` fraction of inputs on which each head was zeroed."""
+        layers = sorted(self.counts)
+        return np.stack([(self.counts[l].float() / self.rows[l]).numpy() for l in layers])
+
+
+def ablate(model, tok, task: Task, name: str, tau: float, seed: int = 0):
+    """Evaluate ``task`` with heads zeroed per input by score ``name`` at threshold ``tau``.
+    Returns (result dict, selector)."""
+    sel = Selector(name, tau, seed)
+    with torch.no_grad(), heads.intervene(model, heads.zero_where(sel), needs=SCORES[name].needs):
+        r = task.evaluate(model, tok)
+    return r, sel
+
+
+def sweep(
+    model,
+    tok,
+    task: Task,
+    names: Sequence[str],
+    quantiles: Sequence[float],
+    calib: Calibration,
+    model_name: str = "",
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
+    """One ablated run per (score, nominal quantile > 0); the 0% point is the unablated baseline.
+
+    Returns the curve table (one row per point) and ``per_item[(score, p)]`` for bootstraps, plus
+    ``freq[(score, p)]`` (per-head zeroing frequency across inputs) under key "freq".
+    """
+    taus = thresholds(calib, names, quantiles)
+    rows, per_item, freq = [], {}, {}
+    for n in names:
+        for p in quantiles:
+            t0 = time.perf_counter()
+            if p == 0:
+                r, pct, f = {"metric": calib.baseline, "per_item": calib.per_item}, 0.0, None
+            else:
+                r, sel = ablate(model, tok, task, n, taus[n, p], seed=seed + int(round(1000 * p)))
+                pct, f = sel.achieved_pct(), sel.head_frequency()
+            rows.append(
+                {
+                    "model": model_name,
+                    "task": task.name,
+                    "score": n,
+                    "label": SCORES[n].abbr,
+                    "quantile": p,
+                    "threshold": taus[n, p],
+                    "achieved_pct": pct,
+                    "metric": r["metric"],
+                    "baseline": calib.baseline,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            per_item[n, p] = r["per_item"]
+            freq[n, p] = f
+    return pd.DataFrame(rows), {"per_item": per_item, "freq": freq}

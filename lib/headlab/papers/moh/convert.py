@@ -1,0 +1,165 @@
+"""Converting a pretrained model (SmolLM2) to MoH with the parameter-free query-norm router, by hooks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from headlab import heads
+
+from .layer import EPS, topk_mask
+
+# ----------------------------------------------------------------------------------------------
+# Converting a pretrained model (SmolLM2) with the parameter-free query-norm router, by hooks
+# ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def query_norm_routing(
+    model, n_shared: int, top_k: int, router: str = "query_norm", seed: int = 0, ste: bool = True, record: bool = False
+):
+    """Route a pretrained (HF llama-style) model's heads per token without touching its attention code:
+    a forward hook on each ``q_proj`` keeps the queries, and a ``headlab.heads.intervene`` edit at the
+    ``o_proj`` input multiplies each head's output by its gate. Heads ``0..n_shared-1`` are always on;
+    of the rest, the ``top_k`` with the largest query norm (``query_norm``), the smallest
+    (``inverse``) or uniformly random ones (``random``, seeded) are on. Gates are binary; with
+    ``ste`` and grad enabled the backward pass goes through the softmax of the std-normalised norms.
+    Yields a dict whose ``"masks"`` (if ``record``) collects ``[B, T, h]`` per layer per forward."""
+    if router not in ("query_norm", "inverse", "random"):
+        raise ValueError(f"router must be query_norm, inverse or random, not {router!r}")
+    hd = heads.Heads(model)
+    h, dh = hd.n_heads, hd.d_head
+    E = h - n_shared
+    if not 1 <= top_k <= E:
+        raise ValueError(f"top_k={top_k} must be in 1..{E}")
+    queries: dict[int, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(seed)
+    state = {"masks": {}}
+    handles = []
+    for l in range(hd.n_layers):
+
+        def qhook(_m, _inp, out, l=l):
+            queries[l] = out
+
+        handles.append(hd.attn(l).q_proj.register_forward_hook(qhook))
+
+    def edit(view):
+        q = queries.pop(view.layer)
+        B, T = q.shape[:2]
+        qr = q.view(B, T, h, dh)[:, :, n_shared:]
+        if router == "random":
+            sel = topk_mask(torch.rand(B, T, E, generator=gen).to(q.device), top_k)
+            r = sel.to(view.z.dtype)
+        else:
+            norms = qr.float().norm(dim=-1)
+            score = (norms / norms.std(-1, keepdim=True).clamp_min(EPS)).softmax(-1)
+            sel = topk_mask(score, top_k, largest=router == "query_norm")
+            r = sel.to(view.z.dtype)
+            if ste and torch.is_grad_enabled():
+                r = r + ((score - score.detach()) * sel).to(view.z.dtype)
+        g = torch.cat([torch.ones(B, T, n_shared, dtype=r.dtype, device=r.device), r], -1)
+        if record:
+            state["masks"].setdefault(view.layer, []).append(g.detach().ne(0).cpu())
+        return view.z * g[..., None]
+
+    try:
+        with heads.intervene(model, edit):
+            yield state
+    finally:
+        for hd_ in handles:
+            hd_.remove()
+
+
+def eval_texts(tok, texts: Sequence[str], seq: int, n: int) -> torch.Tensor:
+    """``n`` token windows of exactly ``seq`` ids (no bos) from texts long enough."""
+    from headlab.models import encode
+
+    rows = [ids[:seq] for ids in (encode(tok, t, False) for t in texts) if len(ids) >= seq]
+    if len(rows) < n:
+        raise ValueError(f"only {len(rows)} texts have {seq} tokens; need {n}")
+    return torch.tensor(rows[:n])
+
+
+@torch.no_grad()
+def window_nll(model, ids: torch.Tensor, batch: int = 4) -> float:
+    """Mean next-token loss (nats) over windows [n, seq] (full lm_head: windows are short)."""
+    tot = cnt = 0.0
+    for s in range(0, len(ids), batch):
+        x = ids[s : s + batch].to(model.device)
+        out = model(input_ids=x, labels=x)
+        n = x[:, 1:].numel()
+        tot += float(out.loss) * n
+        cnt += n
+    return tot / cnt
+
+
+def conversion_table(
+    model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)
+) -> pd.DataFrame:
+    """Table 4 analogue at step 0: perplexity of the original model and, per head budget, of the
+    query-norm, random (several seeds) and inverse routers."""
+    rows = [{"budget": "9/9", "router": "original", "seed": -1, "active": 1.0, "nll": window_nll(model, ids)}]
+    h = heads.Heads(model).n_heads
+    for name, (hs, k) in budgets.items():
+        for router, seeds in (("query_norm", [0]), ("random", list(random_seeds)), ("inverse", [0])):
+            for s in seeds:
+                with query_norm_routing(model, hs, k, router, seed=s, ste=False):
+                    rows.append(
+                        {
+                            "budget": name,
+                            "router": router,
+                            "seed": s if router == "random" else -1,
+                            "active": (hs + k) / h,
+                            "nll": window_nll(model, ids),
+                        }
+                    )
+    df = pd.DataFrame(rows)
+    df["ppl"] = np.exp(df["nll"])
+    return df
+
+
+def continue_tune(
+    model,
+    train_ids: torch.Tensor,
+    eval_ids: torch.Tensor,
+    n_shared: int,
+    top_k: int,
+    steps: int,
+    lr: float = 2e-5,
+    batch: int = 2,
+    eval_at: Sequence[int] = (),
+) -> pd.DataFrame:
+    """A few steps of continued training of the converted model (query-norm router, binary gates with
+    the straight-through gradient; all weights trained, AdamW). Returns eval NLL at ``eval_at`` steps.
+    Restores the model's weights at the end."""
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    rows = []
+    try:
+        with query_norm_routing(model, n_shared, top_k, "query_norm", ste=True):
+            for step in range(steps + 1):
+                if step in eval_at:
+                    model.eval()
+                    rows.append(
+                        {"step": step, "tokens": step * batch * train_ids.shape[1], "nll": window_nll(model, eval_ids)}
+                    )
+                if step == steps:
+                    break
+                model.train()
+                i = (step * batch) % len(train_ids)
+                x = train_ids[i : i + batch].to(model.device)
+                loss = model(input_ids=x, labels=x).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+    finally:
+        model.load_state_dict(saved)
+        model.eval()
+    df = pd.DataFrame(rows)
+    df["ppl"] = np.exp(df["nll"])
+    return df

@@ -1,0 +1,217 @@
+"""headlab.papers.dha_fusion on tiny random models: CKA, grouping, budgets, fusion, collapse, decoding."""
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from headlab.nn import Config, HeadlabLM, LayerHeads
+from headlab.papers import dha_fusion as dha
+
+torch.manual_seed(0)
+IDS = torch.randint(0, 50, (2, 24), generator=torch.Generator().manual_seed(1))
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    base = dict(vocab_size=50, d_model=32, n_layers=2, n_heads=4, max_seq_len=32)
+    return HeadlabLM(Config(**{**base, **kw})).eval()
+
+
+# --- CKA ---------------------------------------------------------------------------------------
+
+
+def test_cka_matrix_matches_pairwise_definition_and_invariances():
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randn(3, 40, 5, generator=g)
+    acts[2] = acts[0] @ torch.linalg.qr(torch.randn(5, 5, generator=g))[0] * 3.0 + 7.0  # rotated, scaled, shifted copy
+    m = dha.cka_matrix(acts)
+    for i, j in itertools.product(range(3), repeat=2):
+        assert m[i, j] == pytest.approx(dha.linear_cka(acts[i], acts[j]), abs=1e-10)
+    np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-12)
+    assert m[0, 2] == pytest.approx(1.0, abs=1e-10)  # CKA ignores rotation, isotropic scale and offset
+    assert 0 < m[0, 1] < 0.5
+    np.testing.assert_allclose(m, m.T, atol=1e-12)
+
+
+def test_linear_cka_hand_computed():
+    # 1-d features: CKA = squared Pearson correlation
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    y = torch.tensor([[1.0], [3.0], [2.0], [5.0]])
+    r = np.corrcoef(x[:, 0], y[:, 0])[0, 1]
+    assert dha.linear_cka(x, y) == pytest.approx(r**2, abs=1e-12)
+
+
+# --- grouping and budgets ----------------------------------------------------------------------
+
+SIM = np.array([[1.0, 0.9, 0.1, 0.2], [0.9, 1.0, 0.2, 0.1], [0.1, 0.2, 1.0, 0.8], [0.2, 0.1, 0.8, 1.0]])
+
+
+def test_agglomerate_and_hierarchy():
+    assert dha.agglomerate(SIM, 2) == [[0, 1], [2, 3]]
+    assert dha.agglomerate(SIM, 3) == [[0, 1], [2], [3]]
+    h = dha.hierarchy(SIM)
+    assert h[4] == [[0], [1], [2], [3]] and h[3] == [[0, 1], [2], [3]] and h[1] == [[0, 1, 2, 3]]
+
+
+def test_global_agglomerate_spends_budget_where_heads_are_similar():
+    other = np.eye(4) * 0.9 + 0.05  # a layer of dissimilar heads
+    g = dha.global_agglomerate([SIM, other], total=6)
+    assert g == [[[0, 1], [2, 3]], [[0], [1], [2], [3]]]  # both merges go to the redundant layer
+    assert dha.counts(dha.global_agglomerate([SIM, other], 5)) == [1, 4]  # linkage 0.15 > 0.05
+    assert dha.counts(dha.global_agglomerate([SIM, other], 2)) == [1, 1]
+
+
+def test_contiguous_and_budget_arithmetic():
+    assert dha.contiguous_groups([8], 2) == [[[0, 1, 2, 3], [4, 5, 6, 7]]]
+    assert dha.contiguous_groups([3], 2) == [[[0, 1], [2]]]
+    assert dha.budget_total([8] * 4, 0.25) == 8
+    assert dha.budget_total([3] * 30, 2 / 3) == 60
+    with pytest.raises(ValueError):
+        dha.budget_total([3] * 5, 0.25)
+
+
+def test_layer_heads_compose_with_a_gqa_source():
+    m = _model(n_kv_heads=2)  # query h reads source head h // 2
+    lh = dha.layer_heads_of(m, [[[0, 1]], [[0], [1]]], [[[0], [1]], [[0, 1]]])
+    assert lh[0] == LayerHeads([0, 0, 0, 0], [0, 0, 1, 1])
+    assert lh[1] == LayerHeads([0, 0, 1, 1], [0, 0, 0, 0])
+
+
+# --- fusion and collapse -------------------------------------------------------------------------
+
+KG = [[[0, 2], [1], [3]], [[0, 1, 2, 3]]]
+VG = [[[0], [1, 2, 3]], [[0, 3], [1, 2]]]
+
+
+def test_identity_fusion_is_the_source_and_fusion_loss_is_normalised():
+    m = _model()
+    f = copy.deepcopy(m)
+    dha.attach_fusion(f, KG, VG)
+    assert dha.max_logit_diff(m, f, IDS) == 0.0
+    # hand-computed fusion loss of one group of two heads at the identity: ||W0 - W2||^2 / 2 / sum ||W||^2
+    W = m.layers[0].self_attn.k_proj.weight.detach().view(4, 8, 32)
+    want = ((W[0] - W[2]).pow(2).sum() / 2) / W.pow(2).sum()
+    with torch.no_grad():
+        got = dict(((id(lin)), fm.loss(lin.weight)) for lin, fm, _ in dha.fusion_modules(f))[
+            id(f.layers[0].self_attn.k_proj)
+        ]
+    assert got.item() == pytest.approx(float(want), rel=1e-5)
+    scaled = copy.deepcopy(f)
+    with torch.no_grad():  # shrinking every head does not lower the normalised loss
+        for blk in scaled.layers:
+            for lin in (blk.self_attn.k_proj, blk.self_attn.v_proj):
+                lin.parametrizations.weight.original.mul_(0.1)
+    with torch.no_grad():
+        assert dha.fusion_loss(scaled).item() == pytest.approx(dha.fusion_loss(f).item(), rel=1e-5)
+
+
+def test_fusion_operators_follow_the_weights_dtype_and_device():
+    m = _model().double()
+    dha.attach_fusion(m, KG, VG)
+    for lin, fm, _ in dha.fusion_modules(m):
+        assert fm.omega.dtype == fm.mask.dtype == lin.parametrizations.weight.original.dtype == torch.float64
+        assert fm.omega.device == lin.parametrizations.weight.original.device
+    assert m(IDS).logits.dtype == torch.float64
+
+
+def test_collapse_is_exact_when_members_are_identical():
+    f = _model()
+    dha.attach_fusion(f, KG, VG)
+    dha.set_members_identical(f)
+    assert dha.fusion_loss(f).item() < 1e-12
+    c = dha.collapse(f, KG, VG)
+    assert [b.self_attn.n_k for b in c.layers] == [3, 1] and [b.self_attn.n_v for b in c.layers] == [2, 2]
+    assert dha.max_logit_diff(f, c, IDS) < 1e-5
+    assert dha.max_logit_diff(c, dha.expand(c), IDS) < 1e-5  # the MHA model with copied heads
+
+
+def test_collapse_with_gqa_blocks_is_mean_pool_and_equals_headlab_gqa():
+    m = _model()
+    g = dha.contiguous_groups([4, 4], 2)
+    c = dha.collapse(m, g, g)
+    gqa = _model(n_kv_heads=2)
+    sd = m.state_dict()
+    for l in range(2):
+        for k in ("k_proj", "v_proj"):
+            W = sd[f"layers.{l}.self_attn.{k}.weight"].view(2, 2, 8, 32).mean(1)
+            sd[f"layers.{l}.self_attn.{k}.weight"] = W.reshape(16, 32)
+    gqa.load_state_dict(sd)
+    assert dha.max_logit_diff(c, gqa, IDS) < 1e-6
+    # collapsing does not touch the source
+    assert dha.max_logit_diff(m, _model(), IDS) == 0.0
+
+
+def test_scales_fold_exactly_into_q_and_o():
+    """A group of heads that are scalar multiples of one head collapses exactly with rank-1 fusion."""
+    m = _model()
+    with torch.no_grad():
+        for blk in m.layers:
+            for lin, s in ((blk.self_attn.k_proj, [1.0, 2.0, -0.5, 1.5]), (blk.self_attn.v_proj, [0.3, 1.0, 1.0, 2.0])):
+                W = lin.weight.view(4, 8, 32)
+                W.copy_(W[0:1] * torch.tensor(s)[:, None, None])
+    acts = dha.head_activations(m, IDS, kinds=("k", "v"))
+    g = [[[0, 1, 2, 3]]] * 2
+    kf = [dha.rank1_fusion(acts["k"][l], g[l]) for l in range(2)]
+    vf = [dha.rank1_fusion(acts["v"][l], g[l]) for l in range(2)]
+    c = dha.collapse(
+        m,
+        g,
+        g,
+        k_coef=[a for a, _ in kf],
+        v_coef=[a for a, _ in vf],
+        k_scale=[b for _, b in kf],
+        v_scale=[b for _, b in vf],
+    )
+    assert dha.max_logit_diff(m, c, IDS) < 1e-4
+    assert dha.max_logit_diff(m, dha.collapse(m, g, g), IDS) > 1e-3  # mean-pool is not exact here
+
+
+def test_rank1_fusion_reconstructs_at_least_as_well_as_the_mean():
+    acts = torch.randn(3, 50, 4, generator=torch.Generator().manual_seed(3))
+    coef, scale = dha.rank1_fusion(acts, [[0, 1, 2]])
+    fused = torch.einsum("j,jnd->nd", torch.tensor(coef), acts)
+    err_r1 = sum((acts[i] - scale[i] * fused).pow(2).sum() for i in range(3))
+    err_mean = sum((acts[i] - acts.mean(0)).pow(2).sum() for i in range(3))
+    assert err_r1 <= err_mean + 1e-6
+
+
+def test_rope_commutation():
+    r = dha.rope_commutation(d_head=16, T=20)
+    assert r["scalar_fusion"] < 1e-12 and r["within_head_mixing"] > 1e-2
+
+
+def test_decode_cache_matches_full_forward_and_holds_unique_heads():
+    m = _model(layer_heads=[LayerHeads([0, 0, 1, 2], [0, 1, 1, 1]), LayerHeads([0, 0, 0, 0], [0, 1, 0, 1])])
+    out = dha.decode(m, IDS[:, :6], 5)
+    full = m(out["ids"][:, :-1]).logits
+    assert (full - out["logits"]).abs().max() < 1e-5
+    T = out["cache_tokens"]
+    assert T == 10
+    assert out["cache_bytes"] == 2 * T * 8 * 4 * (3 + 2 + 1 + 2)  # batch x tokens x d_head x fp32 x unique heads
+    assert dha.kv_cache_bytes(m) == 8 * 2 * (3 + 2 + 1 + 2)
+
+
+def test_run_fusion_pulls_groups_together_and_probe_allocation_spends_the_budget():
+    m = _model()
+    tokens = np.random.default_rng(0).integers(0, 50, 4000)
+    from headlab.data import Batches
+
+    batches = Batches(tokens, 4, 16, seed=0)
+    c, log = dha.run_fusion(m, KG, VG, batches, steps=12, lr=1e-3, omega_lr=5e-2, lam_max=200.0, progress=False)
+    assert log[-1]["final_fusion_loss"] < 0.25 * log[0]["fusion_loss"]
+    assert [b.self_attn.n_k for b in c.layers] == [3, 1]
+    sims = {k: [np.eye(4) * 0.5 + 0.5] * 2 for k in "kv"}
+    groups, rows, used = dha.probe_allocation(m, sims, 0.5, [batches(99)])
+    assert sum(dha.counts(groups["k"])) == 4 and sum(dha.counts(groups["v"])) == 4
+    assert used == 64 * (1 + len(rows))
+
+
+def test_gap_closure_and_acceleration():
+    assert dha.gap_closure(1.0, 3.0, 2.0) == pytest.approx(0.5)
+    curve = [{"tokens": 0, "loss": 3.0}, {"tokens": 100, "loss": 2.0}, {"tokens": 200, "loss": 1.0}]
+    assert dha.tokens_to_reach([r["tokens"] for r in curve], [r["loss"] for r in curve], 1.5) == pytest.approx(150)
+    assert dha.acceleration(curve, 50, 1.5) == pytest.approx(3.0)
+    assert dha.acceleration(curve, 50, 0.5) == float("inf")
