@@ -55,6 +55,68 @@ def test_profiles_inherit_and_every_notebook_has_all_three():
         assert set(nb.params["smoke"]) == set(nb.params["gpu"]) == set(nb.params["paper"])
 
 
+def test_params_files_load_and_inherit_and_refuse_unknown_names(tmp_path):
+    from headlab.paths import NOTEBOOKS_DIR
+
+    stored = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+    assert sorted(profiles.NOTEBOOKS) == stored  # one params file per notebook, none without a notebook
+    moh = profiles.NOTEBOOKS["05_moh"]
+    assert moh.params["smoke"]["lm_steps"] == 80 and moh.params["gpu"]["lm_steps"] == 600  # gpu overrides smoke
+    assert moh.params["paper"]["lm_steps"] == 600 and moh.params["paper"]["use_hub"] is True  # paper inherits gpu
+    for nb in profiles.NOTEBOOKS.values():
+        assert set(nb.rehearse or {}) <= set(nb.params["gpu"])
+    bad = tmp_path / "99_x.params.yml"
+    bad.write_text("paper: x\ntitle: x\nprofiles:\n  smoke: {seed: 0}\n  gpu: {sead: 1}\n")
+    with pytest.raises(profiles.ProfileError, match=r"99_x.params.yml: gpu sets \['sead'\]"):
+        profiles.load_params(bad)
+    bad.write_text("paper: [x\n")
+    with pytest.raises(profiles.ProfileError, match="not valid YAML"):
+        profiles.load_params(bad)
+
+
+def test_overrides_as_dict_or_papermill_json_text():
+    assert profiles.resolve("00_headlab_tour", "smoke", {"seed": 3}).seed == 3
+    assert profiles.resolve("00_headlab_tour", "smoke", '{"seed": 4, "max_tokens": 16}').max_tokens == 16
+    assert profiles.resolve("00_headlab_tour", "smoke", {"seed": 5}, seed=1).seed == 5  # the run's overrides win
+    with pytest.raises(profiles.ProfileError, match="JSON object"):
+        profiles.resolve("00_headlab_tour", "smoke", "seed=3")
+    with pytest.raises(profiles.ProfileError, match="unknown parameter"):
+        profiles.resolve("00_headlab_tour", "smoke", {"sead": 3})
+
+
+def test_set_splits_knobs_from_profile_values_and_refuses_unknown_names():
+    from headlab.run import check_params
+
+    got = check_params("04_attention_sinks", {"pretrained": False, "n_prompts": 4}, "smoke")
+    assert got == {"pretrained": False, "overrides": {"n_prompts": 4}}
+    with pytest.raises(profiles.ProfileError, match=r"no parameter \['n_promts'\]"):
+        check_params("04_attention_sinks", {"n_promts": 4}, "smoke")
+
+
+def test_papermill_override_changes_the_run_and_an_unknown_name_stops_it(tmp_path):
+    """Plain papermill (no headlab runner): ``-p overrides '<json>'`` reaches resolve as text."""
+    import nbformat
+    import papermill as pm
+
+    from headlab.run import KERNEL, _kernel_manager_class
+
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
+    params = nbformat.v4.new_code_cell('profile = "smoke"\noverrides = {}')
+    params.metadata["tags"] = ["parameters"]
+    body = 'from headlab.profiles import resolve\nP = resolve("00_headlab_tour", profile, overrides)\nprint("seed", P.seed)'
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    src, out = tmp_path / "t.ipynb", tmp_path / "o.ipynb"
+    nbformat.write(nb, src)
+    run = dict(kernel_name=KERNEL, kernel_manager_class=_kernel_manager_class(), progress_bar=False)
+    pm.execute_notebook(str(src), str(out), parameters={"overrides": '{"seed": 7}'}, **run)
+    assert "seed 7" in nbformat.read(out, 4).cells[-1].outputs[0]["text"]
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(src), str(out), parameters={"overrides": '{"sead": 7}'}, **run)
+    assert e.value.ename == "ProfileError" and "unknown parameter(s) ['sead']" in e.value.evalue
+
+
 def test_cli_errors_before_compute(capsys, monkeypatch):
     monkeypatch.setattr(profiles, "_gpu_available", lambda: False)
     assert main(["run", "--profile", "warp"]) == 2
@@ -143,7 +205,7 @@ def test_run_knobs_are_parsed_and_checked_before_compute():
     with pytest.raises(ProfileError, match="NAME=VALUE"):
         parse_params(["pretrained"])
     check_params("04_attention_sinks", {"pretrained": False, "parts": ["variants"]})  # declared knobs pass
-    with pytest.raises(ProfileError, match="no \\['n_layers'\\]"):
+    with pytest.raises(ProfileError, match="no parameter \\['n_layers'\\]"):
         check_params("04_attention_sinks", {"n_layers": 2})
 
 

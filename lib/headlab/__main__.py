@@ -27,8 +27,8 @@ def main(argv=None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a knob of the notebooks' parameters cells (VALUE read as JSON, else a string), "
-        "e.g. --set pretrained=false",
+        help="set a knob of the notebooks' parameters cells, or any value of notebooks/NB.params.yml "
+        "(VALUE read as JSON, else a string), e.g. --set pretrained=false --set seed=3",
     )
     r.add_argument(
         "--rehearse",

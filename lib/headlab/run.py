@@ -97,16 +97,25 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
-def check_params(name: str, params: dict):
-    """Every knob must be declared in the notebook's parameters cell (papermill would only warn)."""
+def check_params(name: str, params: dict, profile: str = "smoke") -> dict:
+    """Split ``--set`` values into the papermill parameters of ``name``: a knob of its parameters cell is set
+    directly; any other name must be one of the profile's values and goes into ``overrides``. An unknown name
+    is a one-line error here, before any compute (papermill itself would only warn)."""
     if not params:
-        return
+        return {}
     import papermill as pm
 
-    declared = set(pm.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb")))
-    unknown = sorted(set(params) - declared)
+    declared = set(pm.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"))) - {"profile", "overrides"}
+    values = set(NOTEBOOKS[name].params[profile])
+    unknown = sorted(set(params) - declared - values)
     if unknown:
-        raise ProfileError(f"{name}: its parameters cell has no {unknown}; it declares {sorted(declared)}")
+        raise ProfileError(
+            f"{name}: no parameter {unknown}; knobs of its parameters cell: {sorted(declared)}; "
+            f"profile values: notebooks/{name}.params.yml"
+        )
+    knobs = {k: v for k, v in params.items() if k in declared}
+    overrides = {k: v for k, v in params.items() if k not in declared}
+    return {**knobs, **({"overrides": overrides} if overrides else {})}
 
 
 def run_one(
@@ -157,8 +166,9 @@ def _show(path: Path) -> str:
 
 def run(names: list[str], profile: str, params: dict | None = None, rehearse: bool = False) -> int:
     """Execute ``names`` (default: every stored notebook) under ``profile``; ``params`` set knobs of
-    their parameters cells. A smoke run with knobs stores its executed copy next to the figures, like
-    gpu/paper runs, so that the stored default notebook stays the plain smoke run.
+    their parameters cells or, by name, any value of their ``.params.yml`` (see ``check_params``). A smoke
+    run with either stores its executed copy next to the figures, like gpu/paper runs, so that the stored
+    default notebook stays the plain smoke run.
 
     ``rehearse`` (gpu only): run the gpu profile's code paths on the CPU at toy sizes, writing under
     ``.cache/rehearse/figures`` instead of ``figures/``; for checking a gpu run before spending device time."""
@@ -172,15 +182,16 @@ def run(names: list[str], profile: str, params: dict | None = None, rehearse: bo
         os.environ[REHEARSE_ENV] = "1"  # read by profiles.resolve, here and in the notebooks' kernels
         os.environ["HEADLAB_FIGURES"] = str(figures_root)
     names = _select(names)
-    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown knobs
-        resolve(n, profile)
-        check_params(n, params or {})
+    per_nb = {}
+    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown names
+        per_nb[n] = check_params(n, params or {}, profile)
+        resolve(n, profile, per_nb[n].get("overrides"))
     os.environ.setdefault("TQDM_DISABLE", "1")  # kernels inherit it: no progress bars in stored outputs
     os.environ.setdefault("PYTHONHASHSEED", "0")
     rows = []
     for i, n in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {n} (profile={profile}) ...", flush=True)
-        ok, secs, info = run_one(n, profile, params, figures_root)
+        ok, secs, info = run_one(n, profile, per_nb[n], figures_root)
         print(f"      {'ok' if ok else 'FAILED'} in {secs / 60:.1f} min: {info}", flush=True)
         rows.append((n, "ok" if ok else "FAILED", secs / 60))
     w = max(len(r[0]) for r in rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...claims import Published
 
 PAPER, NB = "heads_cooperate", "03_heads_cooperate"
-COUNTING_AUC, NONCOUNTING_AUC = 0.95, 0.9  # as in count01.py
+COUNTING_AUC, NONCOUNTING_AUC = 0.95, 0.9  # as in heads_cooperate/scaling.py
 INERT_FRAC = 0.01  # a head is inert when its d_std < 1 % of its model's largest
 SCALE_EDITS = ("scale f0=1 f1=2", "scale f0=2 f1=1", "scale f0=1 f1=3")
 

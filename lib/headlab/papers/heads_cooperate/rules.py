@@ -224,7 +224,7 @@ def k7(mA: pd.DataFrame):
 
 def k8_active(m: pd.DataFrame, what: str):
     """H ≥ 4: share of models whose uniform aggregation over the active (non-inert) heads is below the model
-    by more than 0.02 (``count01.aggregation``: inert heads keep their own output), above one half."""
+    by more than 0.02 (``heads_cooperate.aggregation``: inert heads keep their own output), above one half."""
     big = m[m.H >= 4].copy()
     big["drop"] = big.uniform_active_acc < big.model_acc - 0.02
     rule = (
