@@ -295,8 +295,8 @@ def test_replot_redraws_heads_cooperate_gpu_figures_from_their_committed_csvs(tm
     assert "redrawn:" in capsys.readouterr().out
     assert main(["replot", "03_heads_cooperate", "--profile", "paper"]) == 2  # nothing committed there
     assert "run the notebook at this profile first" in capsys.readouterr().err
-    assert main(["replot", "04_attention_sinks", "--profile", "smoke"]) == 2
-    assert "rerun it instead" in capsys.readouterr().err
+    assert main(["replot", "99_nope", "--profile", "smoke"]) == 2
+    assert "unknown notebook '99_nope'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

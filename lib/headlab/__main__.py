@@ -6,13 +6,10 @@ import argparse
 import json
 import sys
 
-# notebooks whose library draws some figures from their tidy CSV alone (module with a FROM_CSV registry)
-REPLOT = {
-    "00_headlab_tour": "headlab.papers.tour.figures",
-    "03_heads_cooperate": "headlab.papers.heads_cooperate.figures",
-    "01_dormant_heads": "headlab.papers.dormant_heads.figures",
-    "05_moh": "headlab.papers.moh.figures",
-}
+from .profiles import NOTEBOOKS
+
+# every notebook's figures are drawn by headlab.papers.<paper>.figures from their tidy CSVs (a FROM_CSV registry)
+REPLOT = {name: f"headlab.papers.{nb.paper}.figures" for name, nb in NOTEBOOKS.items()}
 
 
 def main(argv=None) -> int:
@@ -92,13 +89,8 @@ def main(argv=None) -> int:
         if a.cmd == "replot":
             import importlib
 
-            from .profiles import NOTEBOOKS
-
             if a.notebook not in REPLOT:
-                raise ProfileError(
-                    f"{a.notebook!r} has no figures drawn from their CSV alone; rerun it instead "
-                    f"(replot knows: {', '.join(REPLOT)})"
-                )
+                raise ProfileError(f"unknown notebook {a.notebook!r}; known: {', '.join(REPLOT)}")
             mod = importlib.import_module(REPLOT[a.notebook])
             from .figures import replot_from
 
@@ -118,7 +110,6 @@ def main(argv=None) -> int:
         if a.cmd == "claims":
             from .claims import glance, rebuild
             from .paths import PUBLISHED_DIR
-            from .profiles import NOTEBOOKS
 
             if a.glance:
                 print(glance(), end="")
@@ -173,7 +164,7 @@ def main(argv=None) -> int:
             return 0
         if a.cmd == "list":
             from .models import OFFLINE_MODELS
-            from .profiles import NOTEBOOKS, PROFILES
+            from .profiles import PROFILES
             from .run import available
 
             have = set(available())

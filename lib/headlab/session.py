@@ -3,6 +3,7 @@
 S = session.start(P)          # seeds, threads, plot style, device; starts the section timer
 with S.section("fig4"): ...   # wall time per section, reported by the footer
 S.figure(frame, draw)         # frame -> <draw.__name__>.csv, then draw(CSV) -> .png, in figures/<paper>/<profile>/
+                              # (or figures/<paper>/<P.out>/ where the notebook has an `out` parameter)
 S.footer()                    # versions, device, wall time per section
 """
 
@@ -48,8 +49,13 @@ class Session:
         from .figures import save, save_csv
 
         fig_id = fig_id or draw.__name__
-        csv = save_csv(data, self.P.paper, self.P.profile, fig_id)
-        return save(draw(pd.read_csv(csv)), None, self.P.paper, self.P.profile, fig_id)
+        csv = save_csv(data, self.P.paper, self.out, fig_id)
+        return save(draw(pd.read_csv(csv)), None, self.P.paper, self.out, fig_id)
+
+    @property
+    def out(self) -> str:
+        """The run's figures folder name: its ``out`` parameter where the notebook has one (03), else the profile."""
+        return str(getattr(self.P, "out", None) or self.P.profile)
 
     @property
     def machine(self) -> str:

@@ -33,6 +33,7 @@ from .patterns import (
     sink_scores,
 )
 from .probes import (
+    EDIT_PAIRS,
     FILLER,
     apostrophe_head_search,
     apostrophe_positions,
@@ -65,6 +66,7 @@ from .training import (
 )
 
 __all__ = [
+    "EDIT_PAIRS",
     "APOSTROPHES",
     "FILLER",
     "GLOBAL_DOC",

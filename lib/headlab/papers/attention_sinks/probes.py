@@ -315,3 +315,104 @@ def passkey_accuracy(model, tok, items, bos: bool) -> dict:
         "correct": correct,
         "tokens": lengths,
     }
+
+
+# K4: the ⟨bos⟩ model's perturbation spread over more (sentence, word, replacement) edits than Fig. 2's one,
+# each a near-synonym swap in an ordinary sentence; the unit the K4 interval resamples
+EDIT_PAIRS = [
+    (
+        "The old harbour town was quiet in winter, and most of the fishing boats stayed tied up along the stone quay until spring.",
+        "quiet",
+        "calm",
+    ),
+    (
+        "She opened the heavy wooden door slowly and stepped into a long hall lined with portraits of the family's ancestors.",
+        "slowly",
+        "gently",
+    ),
+    (
+        "The scientists made a large discovery in the cave: bones of an animal that had lived there thousands of years ago.",
+        "large",
+        "big",
+    ),
+    (
+        "After the storm the village was very dark, because the power lines along the valley road had been torn down by the wind.",
+        "dark",
+        "black",
+    ),
+    (
+        "The young teacher was happy to see that every student in the class had finished reading the novel before the holidays.",
+        "happy",
+        "glad",
+    ),
+    (
+        "Our neighbours bought a small house near the river, with a garden where they grow tomatoes, beans and several kinds of herbs.",
+        "small",
+        "little",
+    ),
+    (
+        "The train was fast and comfortable, and the journey from the capital to the coast took less than three hours in total.",
+        "fast",
+        "quick",
+    ),
+    (
+        "He started to shout when he saw the smoke rising above the barn, and within minutes the whole farm was awake and running.",
+        "shout",
+        "yell",
+    ),
+    (
+        "The museum holds a rare collection of ancient coins, many of which were found by farmers ploughing their fields in the north.",
+        "rare",
+        "unusual",
+    ),
+    (
+        "The committee will begin the meeting at nine o'clock, and the first item on the agenda is the budget for the coming year.",
+        "begin",
+        "start",
+    ),
+    (
+        "A strong wind blew across the open plain all night, and by morning the tents of the travellers had been scattered everywhere.",
+        "strong",
+        "powerful",
+    ),
+    (
+        "The children were scared of the dog at first, but after a few days they were feeding it and taking it for walks in the park.",
+        "scared",
+        "afraid",
+    ),
+    (
+        "The mountain road is difficult to drive in the rain, so most visitors take the bus that leaves the station every morning.",
+        "difficult",
+        "hard",
+    ),
+    (
+        "The doctor said the injury was minor, and that the player would be able to return to training after a week of rest.",
+        "minor",
+        "small",
+    ),
+    (
+        "They chose a simple design for the new bridge, with three stone arches that match the older buildings of the town centre.",
+        "simple",
+        "plain",
+    ),
+    (
+        "The river was wide at this point, and the ferry needed almost twenty minutes to carry passengers from one bank to the other.",
+        "wide",
+        "broad",
+    ),
+    (
+        "The writer lived in a tiny flat above a bakery, where he wrote his first three books by hand during the long winter nights.",
+        "tiny",
+        "small",
+    ),
+    (
+        "The farmers were worried about the dry summer, since the wells in the valley had already fallen to their lowest level in years.",
+        "worried",
+        "anxious",
+    ),
+    (
+        "The city built a modern library next to the main square, and it quickly became the busiest public building in the region.",
+        "modern",
+        "new",
+    ),
+]
