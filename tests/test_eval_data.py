@@ -68,7 +68,7 @@ def test_token_mask_reaches_edits(lm):
 
 def test_corpus_has_text_types_and_matching_checksums():
     types = data.text_types()
-    assert {"prose", "dialogue", "verse", "scripture", "news", "encyclopedic", "code"} <= set(types)
+    assert {"prose", "dialogue", "verse", "scripture", "speeches", "encyclopedic", "code"} == set(types)
     assert all(data.verify_checksums().values())
     data.require_checksums()
     docs = data.load_corpus("verse")
