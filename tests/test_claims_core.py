@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from headlab import claims as K
+from headlab import glance
+from headlab import intervals as KI
 from headlab.claims import Claims, Published
 
 PUB = Published("10 %", "Table 1, arXiv v2")
@@ -44,13 +46,13 @@ def test_compound_parts():
 
 
 def test_intervals():
-    est, lo, hi, n = K.bootstrap(np.arange(100.0))
+    est, lo, hi, n = KI.bootstrap(np.arange(100.0))
     assert n == 100 and lo < est < hi and abs(est - 49.5) < 1e-9
-    assert K.bootstrap(np.arange(100.0)) == (est, lo, hi, n)  # deterministic
-    m, lo, hi, n = K.seed_interval([1.0, 2.0, 3.0])
+    assert KI.bootstrap(np.arange(100.0)) == (est, lo, hi, n)  # deterministic
+    m, lo, hi, n = KI.seed_interval([1.0, 2.0, 3.0])
     assert (m, n) == (2.0, 3) and lo < 2.0 < hi and abs((hi - lo) / 2 - 4.303 * 1 / math.sqrt(3)) < 1e-3
-    assert math.isnan(K.seed_interval([1.0])[1])
-    p, lo, hi, n = K.wilson(0, 20)
+    assert math.isnan(KI.seed_interval([1.0])[1])
+    p, lo, hi, n = KI.wilson(0, 20)
     assert p == 0 and lo == 0 and 0.1 < hi < 0.2
 
 
@@ -68,7 +70,7 @@ def test_table_kinds_and_checks(tmp_path):
     assert list(t.columns) == K.COLUMNS and list(t.claim_id) == ["C1", "H1", "C2", "C3"]
     assert list(t.verdict) == ["reproduced", "not reproduced", "not testable here", "inconclusive"]
     assert list(ch.verdict) == ["passed", "failed"] and set(ch.kind) == {"check"}
-    c = K.counts(tmp_path / "claims.csv")
+    c = glance.counts(tmp_path / "claims.csv")
     assert c["reproduced"] == 1 and c["not reproduced"] == 0 and c["checks passed"] == 1 and c["checks"] == 2
     assert "paper claims: 1 reproduced" in C.summary() and "1/2 passed" in C.summary()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from headlab.claims import seed_interval
+from headlab.intervals import seed_interval
 from headlab.papers.dha_fusion import claims as dc
 from headlab.papers.dha_fusion import rules as dc_rules
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from headlab.claims import CHECK_VERDICTS, COLUMNS, KINDS, VERDICTS, glance
+from headlab.claims import CHECK_VERDICTS, COLUMNS, KINDS, VERDICTS
+from headlab.glance import glance
 from headlab.paths import PUBLISHED_DIR, REPO_ROOT
 from headlab.profiles import NOTEBOOKS
 

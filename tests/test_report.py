@@ -10,7 +10,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from headlab import claims, report
+from headlab import glance, report
 from headlab.paths import NOTEBOOKS_DIR, PUBLISHED_DIR, REPO_ROOT
 
 
@@ -50,7 +50,7 @@ def test_dashboard_has_every_claims_row_and_the_index_the_readmes_counts(site):
     dash = (site / "claims.html").read_text(encoding="utf-8")
     assert dash.count("<tr data-notebook=") == n and f"of {n} rows" in dash
     index, dash_text = _text(site / "index.html"), _text(site / "claims.html")
-    for line in claims.glance().splitlines():
+    for line in glance.glance().splitlines():
         if line.startswith("| 0"):  # one run's counts, as the README's claims-at-a-glance table shows them
             cells = [c.strip() for c in line.strip("|").split("|")]
             assert " ".join(cells) in index and " ".join(cells) in dash_text, cells

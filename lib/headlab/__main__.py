@@ -108,7 +108,8 @@ def main(argv=None) -> int:
                 print(f"broken link: {b}")
             return 1 if bad else 0
         if a.cmd == "claims":
-            from .claims import glance, rebuild
+            from .claims import rebuild
+            from .glance import glance
             from .paths import PUBLISHED_DIR
 
             if a.glance:

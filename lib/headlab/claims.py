@@ -54,8 +54,6 @@ COLUMNS = [
     "verdict",
     "note",
 ]
-LEVEL = 0.95
-N_BOOT = 2000
 
 # paper -> module with ``build(folder: Path, profile: str) -> Claims``
 BUILDERS = {
@@ -79,72 +77,6 @@ class Published:
     value: str
     source: str
     note: str = ""
-
-
-# ------------------------------------------------------------------------------------------------- intervals
-def bootstrap(units, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL):
-    """Percentile bootstrap over the first axis of ``units`` (items, prompts, paragraphs, ...).
-
-    ``units``: array ``[n, ...]``; ``stat`` maps a resampled array of the same shape to a float.
-    Returns ``(estimate, low, high, n)``. Deterministic for a given ``seed``.
-    """
-    x = np.asarray(units, dtype=float)
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    est = float(stat(x))
-    if n < 2:
-        return est, math.nan, math.nan, n
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boots = np.array([stat(x[i]) for i in idx], dtype=float)
-    boots = boots[np.isfinite(boots)]
-    if len(boots) == 0:
-        return est, math.nan, math.nan, n
-    a = (1 - level) / 2
-    return est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n
-
-
-def seed_interval(values, level: float = LEVEL):
-    """Mean over seeds with a Student-t interval (the spread over seeds is the unit of replication).
-
-    Returns ``(mean, low, high, n)``; the interval is NaN for fewer than two seeds.
-    """
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    m = float(x.mean())
-    if n < 2:
-        return m, math.nan, math.nan, n
-    sd = float(x.std(ddof=1))
-    if sd == 0.0:
-        return m, m, m, n
-    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return m, m - h, m + h, n
-
-
-def wilson(k: int, n: int, level: float = LEVEL):
-    """A proportion ``k / n`` with its Wilson score interval: ``(p, low, high, n)``."""
-    from scipy import stats
-
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    lo, hi = (0.0 if k == 0 else max(0.0, c - h)), (1.0 if k == n else min(1.0, c + h))
-    return p, lo, hi, n
-
-
-def sign_flip_interval(diffs, level: float = LEVEL):
-    """Paired differences over seeds or items: the t-interval of their mean (alias kept for readability)."""
-    return seed_interval(diffs, level)
 
 
 # -------------------------------------------------------------------------------------------------- evidence
@@ -521,67 +453,3 @@ def read(folder: Path, name: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path}: the claims need this CSV; rerun the notebook that writes it")
     return pd.read_csv(path)
-
-
-def counts(path: Path) -> dict[str, int]:
-    """Verdict counts of the ``paper`` rows of a claims.csv, plus checks passed / total from checks.csv."""
-    d = pd.read_csv(path, dtype=str, keep_default_na=False)
-    vc = d[d.kind == "paper"].verdict.value_counts()
-    out = {v: int(vc.get(v, 0)) for v in VERDICTS}
-    ch_path = Path(path).with_name("checks.csv")
-    ch = pd.read_csv(ch_path, dtype=str, keep_default_na=False) if ch_path.exists() else pd.DataFrame(columns=COLUMNS)
-    out["checks passed"], out["checks"] = int((ch.verdict == "passed").sum()), len(ch)
-    out["hypothesis/pilot"] = int(d.kind.isin(["hypothesis", "pilot"]).sum())
-    return out
-
-
-# ---------------------------------------------------------------------------------------- claims at a glance
-# The claim each paper is cited for (its headline), by claim id in that paper's claims.csv.
-HEADLINES: dict[str, str] = {
-    "dormant_heads": "C1",
-    "dha_fusion": "C9",
-    "heads_cooperate": "K8",
-    "attention_sinks": "K4",
-    "moh": "C1",
-}
-GLANCE_COLUMNS = ["reproduced", "partly", "not reproduced", "inconclusive", "not testable here"]
-
-
-def glance(root: Path | None = None) -> str:
-    """The README's "claims at a glance" block, generated from the committed claims.csv / checks.csv files:
-    verdict counts of ``paper`` rows only, hypothesis/pilot rows and self-checks counted apart, and one line
-    per paper with its headline claim's verdict and evidence."""
-    from .paths import PUBLISHED_DIR
-    from .profiles import NOTEBOOKS
-
-    root = Path(root) if root is not None else PUBLISHED_DIR
-    nb_of = {nb.paper: nb.name for nb in NOTEBOOKS.values()}
-    lines = [
-        "| notebook | profile | " + " | ".join(GLANCE_COLUMNS) + " | ours (hypothesis, pilot) | checks passed |",
-        "|---|---|" + "---|" * (len(GLANCE_COLUMNS) + 2),
-    ]
-    heads = []
-    for path in sorted(
-        root.glob("*/*/claims.csv"),
-        key=lambda p: (nb_of.get(p.parent.parent.name, "~"), p.parent.name != "smoke", p.parent.name),
-    ):
-        paper, profile = path.parent.parent.name, path.parent.name
-        c = counts(path)
-        nb = nb_of.get(paper, paper)
-        lines.append(
-            f"| {nb} | {profile} | "
-            + " | ".join(str(c[v]) for v in GLANCE_COLUMNS)
-            + f" | {c['hypothesis/pilot']} | {c['checks passed']}/{c['checks']} |"
-        )
-        hid = HEADLINES.get(paper)
-        if hid:
-            d = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("claim_id")
-            if hid in d.index:
-                r = d.loc[hid]
-                ev = (
-                    f": {r.statistic} = {r.estimate} [{r.ci_low}, {r.ci_high}], n = {r.n} {r.unit}"
-                    if r.ci_low
-                    else (f": {r.note}" if r.verdict in ("not testable here", "inconclusive") else "")
-                )
-                heads.append(f"- **{nb} ({profile})**, headline {hid} — {r.statement}: **{r.verdict}**{ev}")
-    return "\n".join(lines) + ("\n\nHeadline claims:\n\n" + "\n".join(heads) if heads else "") + "\n"

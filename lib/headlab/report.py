@@ -2,7 +2,7 @@
 
 Pages (Sphinx + myst-nb with ``nb_execution_mode = "off"``, sphinx-book-theme; all offline):
 
-* ``index``: the five papers, each headline claim's verdict, the claims-at-a-glance table (``claims.glance``,
+* ``index``: the five papers, each headline claim's verdict, the claims-at-a-glance table (``glance.glance``,
   the README's block) and how to rerun;
 * ``claims``: every committed claims row of every paper and profile (checks included, marked), with its
   kind, the paper's value and source, ours with its interval, the rule and verdict, and links to the run's
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import COLUMNS, glance
+from .claims import COLUMNS
+from .glance import glance
 from .paths import NOTEBOOKS_DIR, PUBLISHED_DIR, REPO_ROOT
 from .profiles import NOTEBOOKS
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...claims import Claims, bootstrap, compound, greater, less, read, wilson, within
+from ...claims import Claims, compound, greater, less, read, within
+from ...intervals import bootstrap, wilson
 from .published import (
     K1_TARGET,
     K1_TOL,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...claims import Claims, Published, compound, greater, less, read, seed_interval
+from ...claims import Claims, Published, compound, greater, less, read
+from ...intervals import seed_interval
 from .published import (
     CT_TOL,
     EXACT_TOL,

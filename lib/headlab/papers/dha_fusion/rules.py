@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...claims import Evidence, bootstrap, greater, less, read, seed_interval, wilson
+from ...claims import Evidence, greater, less, read
+from ...intervals import bootstrap, seed_interval, wilson
 from .published import LEVEL, NOTEBOOK
 
 

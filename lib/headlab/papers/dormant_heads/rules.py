@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ... import claims as K
+from ... import intervals as KI
 from ...claims import Claims
 from .dynamics import final_level, plateau_step  # the paper's rules, written once
 from .published import (
@@ -57,11 +58,11 @@ def percentile_interval(boots, est: float, n: int):
     b = b[np.isfinite(b)]
     if len(b) == 0 or n < 2:
         return est, math.nan, math.nan, n
-    a = (1 - K.LEVEL) / 2
+    a = (1 - KI.LEVEL) / 2
     return est, float(np.quantile(b, a)), float(np.quantile(b, 1 - a)), n
 
 
-def multi_bootstrap(groups: list[np.ndarray], stat, n_boot: int = K.N_BOOT, seed: int = 0):
+def multi_bootstrap(groups: list[np.ndarray], stat, n_boot: int = KI.N_BOOT, seed: int = 0):
     """Percentile bootstrap when the data are several independent samples (e.g. one item set per sweep):
     each replicate resamples every group within itself. ``stat(list_of_arrays) -> float``."""
     est = float(stat(groups))
@@ -115,7 +116,7 @@ def c2(C: Claims, folder: Path, sw: dict):
         d = 100.0 * (s.items.base.to_numpy(float) - at)
         parts[m] = K.greater(
             "MC accuracy drop at 10% random zeroing (pt)",
-            K.bootstrap(d),
+            KI.bootstrap(d),
             "items",
             C2_MIN_DROP,
             "reproduced if the 95% paired item-bootstrap interval of (baseline - accuracy at 10% "
@@ -267,7 +268,7 @@ def c6(C: Claims, sw: dict):
         if not cols:
             continue
         d = 100.0 * np.mean(cols, axis=0)
-        parts[m] = K.greater("AHON-LN minus AHON accuracy, mean over matched % (pt)", K.bootstrap(d), "items", 0.0)
+        parts[m] = K.greater("AHON-LN minus AHON accuracy, mean over matched % (pt)", KI.bootstrap(d), "items", 0.0)
         ours.append(f"{m}: AHON-LN minus AHON mean {d.mean():.1f} pt over {len(cols)} matched %")
     stmt = "Unnormalised AHON does much worse than AHON-LN at matched % zeroed"
     if not parts:
@@ -382,7 +383,7 @@ def _early_parts(folder: Path, P: dict):
             p = plateau_step(steps, x.mean(0))
             return math.nan if p is None else p / total
 
-        est, lo, hi, n = K.bootstrap(F, stat)
+        est, lo, hi, n = KI.bootstrap(F, stat)
         parts[f"{s} early"] = K.less(
             "plateau step / training steps",
             (est, lo, hi, n),
@@ -423,7 +424,7 @@ def c10_s3(C: Claims, folder: Path, P: dict):
         f = 100.0 * g.flip_rate.to_numpy(float)
         sw_parts[f"{s} switching"] = K.greater(
             "mean % of an input's heads that switch between consecutive checkpoints",
-            K.bootstrap(f),
+            KI.bootstrap(f),
             "eval inputs",
             0.0,
             "switching: reproduced if the 95% interval lies above 0",
@@ -524,7 +525,7 @@ def s1(C: Claims, sw: dict):
         unit = "nats/token" if s.nll else "pt"
         parts[f"{m}/{t}"] = K.greater(
             f"AHON-LN minus Random, minimum over matched % ({unit}, better = +)",
-            K.bootstrap(U, stat),
+            KI.bootstrap(U, stat),
             "items" if not s.nll else "paragraphs",
             0.0,
         )

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...claims import Claims, greater, read, seed_interval, wilson, within
+from ...claims import Claims, greater, read, within
+from ...intervals import seed_interval, wilson
 from .published import NB, PAPER, PUB
 from .rules import _ci, all_of, interventions, k1, k3, k4, k5, k6, k7, k8, k8_active, k8b, k12, k13, k14, k15
 

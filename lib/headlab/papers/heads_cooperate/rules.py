@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ...claims import Evidence, greater, less, seed_interval, wilson
+from ...claims import Evidence, greater, less
+from ...intervals import seed_interval, wilson
 from .published import COUNTING_AUC, INERT_FRAC, NONCOUNTING_AUC, SCALE_EDITS
 
 

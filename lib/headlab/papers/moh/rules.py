@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from headlab.claims import Claims, Evidence, bootstrap, compound, greater, less, seed_interval
+from headlab.claims import Claims, Evidence, compound, greater, less
+from headlab.intervals import bootstrap, seed_interval
 
 from .published import C1_TOL, C2_PREMISE_NATS, C2_TOL, C4_BAND, C5_BOUND, C7_FLAT, MIN_SEEDS, PUB
 
