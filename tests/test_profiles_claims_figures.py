@@ -93,6 +93,15 @@ def test_set_splits_knobs_from_profile_values_and_refuses_unknown_names():
         check_params("04_attention_sinks", {"n_promts": 4}, "smoke")
 
 
+def test_a_run_with_other_sizes_goes_to_its_own_folder():
+    from headlab.run import check_params, run_folder
+
+    assert run_folder("smoke", None) == "smoke"
+    assert run_folder("smoke", {"grid": "full"}) == "full"
+    assert run_folder("smoke", check_params("01_dormant_heads", {"out": "powered", "mc_per_kind": 50})) == "powered"
+    assert profiles.resolve("01_dormant_heads", "smoke").out is None  # the stored default writes to smoke/
+
+
 def test_papermill_override_changes_the_run_and_an_unknown_name_stops_it(tmp_path):
     """Plain papermill (no headlab runner): ``-p overrides '<json>'`` reaches resolve as text."""
     import nbformat

@@ -118,6 +118,14 @@ def check_params(name: str, params: dict, profile: str = "smoke") -> dict:
     return {**knobs, **({"overrides": overrides} if overrides else {})}
 
 
+def run_folder(profile: str, params: dict | None) -> str:
+    """The figures folder of a run: an ``out`` override (a run at other sizes, e.g. 01's ``--set out=powered``),
+    notebook 03's ``grid=full`` knob (the gpu grid on any machine), else the profile."""
+    params = params or {}
+    out = (params.get("overrides") or {}).get("out")
+    return str(out) if out else "full" if params.get("grid") == "full" else profile
+
+
 def run_one(
     name: str, profile: str, params: dict | None = None, figures_root: Path = FIGURES_DIR
 ) -> tuple[bool, float, str]:
@@ -125,8 +133,7 @@ def run_one(
 
     nb = NOTEBOOKS[name]
     src = NOTEBOOKS_DIR / f"{name}.ipynb"
-    # notebook 03's grid="full" knob writes the gpu profile's grid to figures/<paper>/full/ on any machine
-    fig_dir = figures_root / nb.paper / ("full" if (params or {}).get("grid") == "full" else profile)
+    fig_dir = figures_root / nb.paper / run_folder(profile, params)
     fig_dir.mkdir(parents=True, exist_ok=True)
     dest = src if profile == "smoke" and not params else fig_dir / f"{name}.ipynb"
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=fig_dir, prefix=f".{name}.")
