@@ -35,6 +35,12 @@ def style():
     )
 
 
+def run_value(d: pd.DataFrame, col: str):
+    """A frame's one value of a per-run column (e.g. a budget repeated on every row), or None where the run
+    that saved the frame predates that column: figure functions then leave the label out."""
+    return d[col].dropna().iloc[0] if col in d and d[col].notna().any() else None
+
+
 def out_dir(paper: str, profile: str) -> Path:
     d = FIGURES_DIR / paper / profile
     d.mkdir(parents=True, exist_ok=True)

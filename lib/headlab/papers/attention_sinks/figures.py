@@ -10,17 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ...figures import run_value
 from .patterns import chance_score
 from .training import VARIANTS
 
 
 def bos_label(bos) -> str:
     return "⟨bos⟩ present" if bool(bos) else "⟨bos⟩ removed"
-
-
-def _first(d: pd.DataFrame, col: str):
-    """The frame's one value of a per-run column, or None where the run did not save it."""
-    return d[col].dropna().iloc[0] if col in d and d[col].notna().any() else None
 
 
 def _sink_cols(d: pd.DataFrame) -> list[str]:
@@ -101,7 +97,7 @@ def fig2(pert: pd.DataFrame):
             row[2].plot(m.index, m.values, marker=".", label=bos_label(bos))
         row[2].set(title=f"{name}: mean over later tokens", xlabel="layer", ylabel="mean relative change")
         row[2].legend()
-    old, new = _first(pert, "old"), _first(pert, "new")
+    old, new = run_value(pert, "old"), run_value(pert, "new")
     edit = f" '{old}' → '{new}'" if old is not None else ""
     fig.suptitle(f"Fig. 2: perturbation{edit}, relative change of the later tokens per layer")
     return fig
@@ -120,7 +116,7 @@ def fig3(maps: pd.DataFrame):
                 axes[i, j].axis("off")
                 continue
             _attention_map(axes[i, j], cells, f"L{l} H{h}, {bos_label(bos)}")
-    model, n = _first(maps, "model"), maps.q.max() + 1
+    model, n = run_value(maps, "model"), maps.q.max() + 1
     fig.suptitle(
         f"Fig. 3: {model or 'the ⟨bos⟩ model'}, the {len(heads)} heads with the highest first-position score "
         f"(first {n} tokens of prompt 0)"
@@ -161,7 +157,7 @@ def fig4(f4: pd.DataFrame):
         title="(c) all heads", xlabel="mean first-position score", ylabel="‖v_⟨bos⟩‖ / median ‖v_other‖", yscale="log"
     )
     fig.colorbar(sc, ax=axes[2], label="layer")
-    model = _first(f4, "model")
+    model = run_value(f4, "model")
     fig.suptitle(f"Fig. 4: {model or 'the ⟨bos⟩ model'}, an if-else head and the small ⟨bos⟩ value")
     return fig
 
@@ -172,7 +168,7 @@ def _curves(d: pd.DataFrame, panels: list[tuple[str, str, float | None]]):
     fig, axes = plt.subplots(
         len(panels), len(sources), figsize=(6 * len(sources), 3.6 * len(panels)), squeeze=False, layout="constrained"
     )
-    T = _first(d, "eval_T")
+    T = run_value(d, "eval_T")
     for j, label in enumerate(sources):
         s = d[d.source == label] if "source" in d else d
         for i, (y, ylabel, ymin) in enumerate(panels):

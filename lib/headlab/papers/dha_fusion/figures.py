@@ -12,10 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
-
-def _first(d: pd.DataFrame, col: str):
-    """The frame's one value of a per-run column, or None where the run did not save it."""
-    return d[col].dropna().iloc[0] if col in d and d[col].notna().any() else None
+from ...figures import run_value
 
 
 def _pct(b) -> str:
@@ -181,7 +178,7 @@ def fig4(fl: pd.DataFrame):
     ax.axis("off")
     ax = axes[1]
     ax.semilogy(fl.step, fl.fusion_loss, color="C0", label="fusion loss")
-    b = _first(fl, "budget")
+    b = run_value(fl, "budget")
     ax.set(xlabel="fusion step", ylabel="normalised fusion loss", title=f"fusion, budget {_pct(b)}".strip(", "))
     ax2 = ax.twinx()
     ax2.plot(fl.step, fl["lambda"], color="C1", ls="--", label="λ")
@@ -192,10 +189,10 @@ def fig4(fl: pd.DataFrame):
     ax.plot(fl.step, fl.lm_loss, color="C2", alpha=0.7, label="LM loss, fusion-parametrised (train batch)")
     pts = fl.dropna(subset=["collapsed_loss"]) if "collapsed_loss" in fl else fl.iloc[:0]
     ax.plot(pts.step, pts.collapsed_loss, "o-", color="C3", label="validation loss if collapsed here")
-    end = _first(fl, "collapsed_init_loss")
+    end = run_value(fl, "collapsed_init_loss")
     if end is not None:
         ax.plot([fl.step.iloc[-1]], [end], "o", color="C3")
-    mha = _first(fl, "mha_loss")
+    mha = run_value(fl, "mha_loss")
     if mha is not None:
         ax.axhline(mha, color="grey", ls=":", label="MHA source")
     ax.set(xlabel="fusion step", ylabel="loss (nats/byte)", title="LM loss during fusion")
@@ -220,7 +217,7 @@ def table2(t2: pd.DataFrame):
     """Table 2 analogue: the ablations (w/o fusion, w/o adaptive allocation, DHA-lite) at the first budget,
     and the analysis model's conversions without training."""
     show = t2.assign(k_counts=t2.k_counts.map(_counts), v_counts=t2.v_counts.map(_counts))
-    b = _first(t2, "budget")
+    b = run_value(t2, "budget")
     show = show.drop(columns=["budget"], errors="ignore")
     return _table(show, f"Table 2: ablations{' at budget ' + _pct(b) if b is not None else ''}", 18, 3)
 
@@ -228,7 +225,7 @@ def table2(t2: pd.DataFrame):
 def table3(t3: pd.DataFrame):
     """Table 3 analogue: one fixed step budget split between fusion and continued pre-training."""
     total = int(t3[["search_steps", "fusion_steps", "ct_steps"]].iloc[0].sum())
-    b = _first(t3, "budget")
+    b = run_value(t3, "budget")
     show = t3.drop(columns=["budget"], errors="ignore")
     return _table(show, f"Table 3: fusion / CT split at {total} steps{', budget ' + _pct(b) if b is not None else ''}")
 
@@ -264,7 +261,7 @@ def loss_vs_tokens(curve: pd.DataFrame):
     budgets = sorted(curve.budget.unique())
     s0 = curve.seed.min()
     fig, axes = plt.subplots(1, len(budgets), figsize=(6.5 * len(budgets), 3.8), squeeze=False)
-    mha, charged = _first(curve, "mha_loss"), _first(curve, "budget_tokens")
+    mha, charged = run_value(curve, "mha_loss"), run_value(curve, "budget_tokens")
     for ax, b in zip(axes[0], budgets, strict=True):
         for (a, s), g in curve[curve.budget == b].groupby(["arm", "seed"]):
             c, al, first = ("C0" if a == "GQA" else "C3"), (1.0 if s == s0 else 0.35), s == s0
@@ -292,7 +289,7 @@ def loss_vs_tokens(curve: pd.DataFrame):
 
 def tableA7(a7: pd.DataFrame):
     """Table A7 analogue: GQA with mean-pooled contiguous groups, GQA with CKA grouping, and DHA."""
-    b = _first(a7, "budget")
+    b = run_value(a7, "budget")
     show = a7.drop(columns=["budget"], errors="ignore")
     return _table(
         show, f"Table A7: GQA, GQA with CKA grouping, DHA{' (budget ' + _pct(b) + ')' if b is not None else ''}"

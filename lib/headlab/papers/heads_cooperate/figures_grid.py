@@ -9,11 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-
-def _first(d: pd.DataFrame, col: str):
-    """The frame's one value of a per-run column, or None where the run did not save it."""
-    return d[col].dropna().iloc[0] if col in d and d[col].notna().any() else None
-
+from ...figures import run_value
 
 TOKEN_COLORS = {"0": "#4C72B0", "1": "#DD8452", "2": "#BBBBBB", "BOS": "#333333", "EOS": "#333333"}
 
@@ -57,7 +53,7 @@ def fig2_training_curves(log: pd.DataFrame):
     axes[0, 0].set_ylabel("held-out decision loss")
     axes[1, 0].set_ylabel("held-out accuracy")
     axes[0, -1].legend(fontsize=7, ncol=2)
-    run = [f"{k} {_first(log, k):g}" for k in ("l_max", "batch", "lr") if _first(log, k) is not None]
+    run = [f"{k} {run_value(log, k):g}" for k in ("l_max", "batch", "lr") if run_value(log, k) is not None]
     fig.suptitle(f"Training curves, format {log.variant.iloc[0]}" + (f" ({', '.join(run)})" if run else ""), y=1.01)
     return fig
 
@@ -124,7 +120,7 @@ def fig7_scaling_rule(rm: pd.DataFrame):
     by (f0, f1): the fraction predicted "more ones" per cell, with the lines #1 = #0 and f1·#1 = f0·#0.
     ``rm``: one row per (edit, #0, #1) of the drawn model."""
     eds = list(dict.fromkeys(rm.edit))
-    n = int(_first(rm, "l_max") or max(rm.n0.max(), rm.n1.max()))
+    n = int(run_value(rm, "l_max") or max(rm.n0.max(), rm.n1.max()))
     fig, axes = plt.subplots(1, len(eds), figsize=(4.2 * len(eds), 3.9), sharey=True, squeeze=False)
     im = None
     for ax, e in zip(axes[0], eds, strict=True):
@@ -162,7 +158,7 @@ def fig8_dynamics(dyn: pd.DataFrame):
                 continue
             for s, g in d.groupby("seed"):
                 ax.plot(g.step, g.test_loss, lw=1, label=f"seed {s}")
-            prior = _first(d, "prior")
+            prior = run_value(d, "prior")
             if prior is not None:
                 ax.axhspan(prior - 0.08, prior + 0.08, color="grey", alpha=0.25)
             runs = d.groupby("seed").plateaus.first().astype(bool)
@@ -218,6 +214,6 @@ def table1_summary(t1: pd.DataFrame):
     tb.auto_set_font_size(False)
     tb.set_fontsize(8)
     tb.scale(1, 1.3)
-    v, seeds = _first(t1, "variant"), int(t1.seeds.max())
+    v, seeds = run_value(t1, "variant"), int(t1.seeds.max())
     ax.set_title(f"Table 1: summary per H ({'format ' + str(v) + ', ' if v is not None else ''}{seeds} seed(s) each)")
     return fig
