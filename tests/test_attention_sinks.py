@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -338,3 +339,91 @@ def test_spearman():
     x, y = [1, 2, 3, 4, 5], [2, 1, 4, 3, 5]
     assert sinks.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
     assert math.isnan(sinks.spearman(x, [0, 0, 0, 0, 0]))
+
+
+# --- the notebook's steps (experiments, sweeps) ---------------------------------------------------
+
+
+def test_model_sink_scores_keeps_patterns_of_the_bos_model_only():
+    model, tok = tiny_lm(), ByteTokenizer()
+    texts = ["the quick brown fox jumps over the lazy dog " * 2] * 3
+    loaded = {"a": (model, tok), "b": (model, tok)}
+    scores, ids_fed, kept = sinks.model_sink_scores(loaded, texts, 10, 2, "a", keep=1)
+    assert ids_fed["a", True].shape == (2, 10) and ids_fed["a", False].shape == (2, 9)
+    assert scores["a", True].shape == (2, 2, 4)  # [prompt, layer, head]
+    assert kept["a", False].shape == (2, 1, 4, 9, 9) and kept["b", True] is None  # [layer, kept prompt, head, q, k]
+    rates = sinks.per_prompt_sink_rates(scores, (0.3, 0.8))
+    assert len(rates) == 8 and list(rates.columns[:3]) == ["model", "bos", "prompt"]
+    row = rates[(rates.model == "a") & rates.bos & (rates.prompt == 1)].iloc[0]
+    assert row["sink_0.3"] == pytest.approx(sinks.sink_metrics(scores["a", True][1:2], (0.3, 0.8))["sink_0.3"])
+    maps = sinks.attention_maps(tok, "a", scores, kept, ids_fed, n_heads=2, n=4)
+    assert len(maps) == 2 * 2 * 10  # heads x bos x (q, k <= q) cells
+    top = maps[maps.bos].groupby(["layer", "head"]).score.first()
+    assert top.min() >= scores["a", True].mean(0).flatten().sort(descending=True).values[1].item() - 1e-6
+    l, h = top.index[0]
+    cell = maps[(maps.layer == l) & (maps["head"] == h) & ~maps.bos & (maps.q == 3) & (maps.k == 0)].iloc[0]
+    assert cell.weight == pytest.approx(kept["a", False][l, 0, h, 3, 0].item())
+    params = sinks.run_params({}, "smoke", "", (0.3, 0.8), 64, 32)
+    assert dict(zip(params.param, params.value, strict=True))["eps"] == "0.3,0.8"
+
+
+def test_perturbation_and_downstream_reports():
+    pert = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "bos": bos,
+                "layer": layer,
+                "token": t,
+                "rel_change": (2.0 if not bos else 1.0) * (layer + 1),
+            }
+            for bos in (True, False)
+            for layer in range(3)
+            for t in range(2)
+        ]
+    )
+    rep = sinks.perturbation_report(pert, {("m", True): {"edit_start": 4, "n_after": 2}})
+    assert rep == (
+        "m: edit at token 4, 2 later tokens; last layer 3.000 (⟨bos⟩) vs 6.000 (no ⟨bos⟩), ratio 2.00; "
+        "larger without ⟨bos⟩ at 100% of layers"
+    )
+    pairs = pd.DataFrame(
+        [
+            {"pair": p, "bos": b, "layer": 1, "rel_change": v}
+            for p, r in ((0, 2.0), (1, 8.0))
+            for b, v in ((True, 1.0), (False, r))
+        ]
+    )
+    assert "geo-mean 4.00, range 2.00–8.00, > 1 in 2/2 pairs" in sinks.pair_ratio_report(pairs, "m")
+    t3 = pd.DataFrame(
+        [
+            {"model": "m", "task": "NLL a", "metric": "nats/token", "bos": True, "value": 1.0, "n": 1},
+            {"model": "m", "task": "NLL b", "metric": "nats/token", "bos": True, "value": 3.0, "n": 3},
+            {"model": "m", "task": "passkey", "metric": "accuracy", "bos": True, "value": 0.5, "n": 4},
+        ]
+    )
+    rep = sinks.table3_report(t3).splitlines()
+    assert rep[3].split() == ["m", "2.5"] and rep[-1].split() == ["m", "0.5"]  # token-weighted mean loss
+
+
+def test_pretraining_sources_committed_and_earlier_split(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    live = pd.DataFrame({"variant": ["v"], "eval_bos": [True], "sink_0.3": [1.0], "sink_0.8": [0.0]})
+    live = live.assign(mean_score=0.1, loss=3.0)
+    live.assign(source="live (gpu)").to_csv(tmp_path / "table2.csv", index=False)
+    smoke = SimpleNamespace(profile="smoke", eps=(0.3, 0.8), eval_T=16)
+    gpu = SimpleNamespace(profile="gpu", pretrain_live=True, pretrain_parts=["ctx_sweep"], paper="attention_sinks")
+    assert sinks.committed_gpu_csv(gpu, tmp_path, "table2") is None  # a gpu run draws its own results
+    committed = sinks.committed_gpu_csv(smoke, tmp_path, "table2")
+    assert len(committed) == 1 and sinks.committed_gpu_csv(smoke, tmp_path, "fig5") is None
+    taken = sinks.earlier_split(gpu, tmp_path, "table2", "variants")
+    assert "source" not in taken.columns and "earlier split" in capsys.readouterr().out
+    assert sinks.earlier_split(gpu, tmp_path, "table2", "ctx_sweep") is None  # this split runs it itself
+    srcs = sinks.pretraining_sources(smoke, live, committed)
+    assert [label for label, _ in srcs] == ["live (smoke)", "gpu profile (committed CSV)"]
+    assert sinks.pretraining_sources(smoke, None, None) == [] and sinks.pretraining_curves(smoke, []) is None
+    assert set(sinks.pretraining_curves(smoke, srcs).eval_T) == {16}
+    rep = sinks.table2_report(smoke, srcs).splitlines()
+    assert rep[0] == "committed gpu-profile CSV: figures/attention_sinks/gpu/table2.csv" and rep[1] == "live (smoke)"
+    assert sinks.table2_report(smoke, []) == "committed gpu-profile CSV: none yet"

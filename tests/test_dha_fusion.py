@@ -215,3 +215,102 @@ def test_gap_closure_and_acceleration():
     assert dha.tokens_to_reach([r["tokens"] for r in curve], [r["loss"] for r in curve], 1.5) == pytest.approx(150)
     assert dha.acceleration(curve, 50, 1.5) == pytest.approx(3.0)
     assert dha.acceleration(curve, 50, 0.5) == float("inf")
+
+
+# --- the notebook's steps: checks, sweeps, plans and tables ----------------------------------
+
+
+def _sims_acts(m):
+    acts = dha.head_activations(m, IDS)
+    return dha.head_cka(acts), acts
+
+
+def test_budget_checks_and_exact_checks_on_a_tiny_model():
+    m = _model()
+    g = {("gqa", 0.5): (dha.contiguous_groups([4, 4], 2), dha.contiguous_groups([4, 4], 2))}
+    c1 = dha.budget_checks([("src", m, g, True), ("lm", m, g, False)], IDS)
+    assert list(c1.model) == ["src", "lm"] and (c1.k_heads == c1.target).all() and (c1.target == 4).all()
+    assert (c1.kv_bytes_per_token == c1.budget_x_source_bytes).all()
+    assert c1.decode_cache_bytes_ok.iloc[0] and c1.decode_max_abs_diff.iloc[0] < 1e-5
+    assert c1.decode_max_abs_diff.isna().iloc[1] and dha.budget_checks_ok(c1)
+    assert not dha.budget_checks_ok(c1.assign(k_heads=[4, 3]))
+    ex = dha.exact_checks(m, (KG, VG), g["gqa", 0.5], IDS, d_head=8, T=20)
+    assert list(ex) == ["c2_identity_fusion", "c3_collapse_dha", "c3_collapse_gqa", "c4_rope_scalar", "c4_rope_control"]
+    assert max(ex[k] for k in list(ex)[:4]) < 1e-4 and ex["c4_rope_control"] > 1e-2
+
+
+def test_allocations_head_counts_and_decode_table():
+    m = _model()
+    sims, _ = _sims_acts(m)
+    lm_alloc = dha.lm_allocations(sims, n_kv=4, n_layers=2, budgets=[0.5, 0.25])
+    for b, d in lm_alloc.items():
+        assert dha.counts(d["uniform"][0]) == [round(4 * b)] * 2
+        assert sum(dha.counts(d["cka"][0])) == sum(dha.counts(d["cka"][1])) == dha.budget_total([4, 4], b)
+    alloc = {(a, 0.5): (*lm_alloc[0.5]["uniform"], 0) for a in dha.SOURCE_ALLOCS}
+    f5 = dha.head_counts(alloc, lm_alloc, 0.5, 0.25, "lm")
+    assert len(f5) == 5 * 2 * 2 and (f5[f5.model == "lm"].groupby(["allocation", "kind"]).heads.sum() == 2).all()
+    lines = dha.allocation_lines(alloc, lm_alloc, "lm", 4)
+    assert len(lines) == 4 + 2 and "K heads per layer [2, 2]" in lines[0]
+    models = dha.decode_models(m, alloc, [0.5])
+    assert [n for n, _ in models] == ["MHA", "GQA 50%", "DHA 50%"]
+    kv = dha.decode_table(m, models, IDS[:, :4], 3, pairs=1, batch=2)
+    assert list(kv.kv_bytes_per_token_fp16) == [256, 128, 128] and (kv.cache_tokens == 6).all()
+
+
+def test_pull_to_mean_sweep_and_redundancy_tables():
+    m = _model()
+    sims, acts = _sims_acts(m)
+    batches = [(IDS[:, :-1], IDS[:, 1:])]
+    f3a = dha.pull_to_mean_sweep(m, sims, [0.0, 1.0], base_loss=9.0, batches=batches)
+    assert len(f3a) == 2 * 2 * 2 and (f3a[f3a.alpha == 0].loss == 9.0).all()
+    assert (f3a[f3a.alpha == 1].loss != 9.0).all() and set(f3a.kind) == {"K", "V"}
+    f3b = dha.redundancy_table([("a", sims, acts), ("b", sims, acts)])
+    assert len(f3b) == 2 * 3 * 2 and f3b[f3b.layer == 1].adjacent_layer_cka.isna().all()
+    assert f3b.redundancy.iloc[0] == pytest.approx(dha.redundancy(sims["q"][0]))
+    spread = dha.redundancy_spread(f3b)
+    assert list(spread.columns) == ["min", "max", "CV over layers"] and len(spread) == 6
+
+
+def test_arm_plan_arms_frame_and_tables():
+    from types import SimpleNamespace
+
+    P = SimpleNamespace(
+        fusion_steps=4, budgets=[0.5, 0.25], gqa_extra_steps=2, lite_arm=True, split_fusion_steps=[2, 4]
+    )
+    names = [(a.name, a.budget) for a in dha.arm_plan(P, ablations=True)]
+    assert names[:4] == [("GQA", 0.5), ("DHA", 0.5), ("GQA", 0.25), ("DHA", 0.25)]
+    assert names[4:] == [
+        (n, 0.5) for n in ("DHA w/o fusion", "DHA w/o adaptive", "GQA + CKA grouping", "DHA-lite", "DHA fusion 2")
+    ]
+    assert len(dha.arm_plan(P, ablations=False)) == 4
+    base = dict(budget=0.5, alloc="a", init="i", k_counts=[2], v_counts=[2], search_steps=1, fusion_steps=2)
+    base |= dict(ct_steps=3, init_acc=0.5, final_acc=0.6, tokens=10, final_fusion_loss=0.0, seconds=1.0)
+    arms = {
+        (s, a, 0.5): {**base, "arm": a, "init_loss": il, "final_loss": il - 0.5, "curve": [], "model": None}
+        for s in (0, 1)
+        for a, il in (("GQA", 3.0), ("DHA", 2.0), ("DHA w/o fusion", 2.5), ("DHA w/o adaptive", 2.2))
+    }
+    res = dha.arms_frame(arms)
+    assert len(res) == 8 and "curve" not in res and "model" not in res and set(dha.ARM_COLUMNS) <= set(res.columns)
+    m = _model()
+    alloc = {
+        (a, 0.5): (dha.contiguous_groups([4, 4], 2), dha.contiguous_groups([4, 4], 2), 0) for a in ("gqa", "probe")
+    }
+    lm_rows = [
+        {"arm": a, "budget": 0.5, "alloc": "x", "init": "pool", "k_counts": [2], "v_counts": [2], "loss": l, "acc": 0.1}
+        | {"kv_bytes_per_token": 1}
+        for a, l in (("GQA (mean-pool)", 3.0), ("other", 2.0))
+    ]
+    mha = {"loss": 1.0, "acc": 0.9}
+    t1 = dha.table1(m, mha, alloc, res, 2, "lm", "source (MHA)", m, {"loss": 1.0, "acc": 0.9}, lm_rows)
+    assert list(t1.method) == ["MHA", "GQA", "DHA", "source (MHA)", "GQA (mean-pool)", "other"]
+    assert list(t1.seeds) == [2, 2, 2, 1, 1, 1] and list(t1.kv_bytes_per_token) == [256, 128, 128, 256, 1, 1]
+    lines = dha.gap_lines(t1, 1.0, [0.5], "lm", 1.0, [0.5])
+    assert lines == [
+        "MHA source, budget 50%: r = 0.50; final loss GQA 2.500 vs DHA 1.500",
+        "lm, budget 50%: GQA mean-pool 3.000, best other 2.000 (r = 0.50); source 1.000",
+    ]
+    t2 = dha.table2(res, lm_rows, 0, 0.5, 0.5, "lm", lite_arm=False)
+    assert list(t2.arm) == ["DHA", "DHA w/o fusion", "DHA w/o adaptive", "GQA (mean-pool)", "other"]
+    assert str(t2.ct_steps.dtype) == "Int64" and t2.ct_steps.isna().sum() == 2
+    assert list(dha.run_params("cpu", [0, 1]).value) == ["cpu", 2]

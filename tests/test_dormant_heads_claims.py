@@ -8,6 +8,7 @@ from headlab.claims import Claims
 from headlab.papers import dormant_heads as D
 from headlab.papers.dormant_heads import claims as DC
 from headlab.papers.dormant_heads import rules as DC_rules
+from headlab.papers.dormant_heads import rules_scores as DC_scores
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -156,13 +157,13 @@ def test_c9_single_sweep_untestable():
 def test_type_effect():
     lab = np.repeat(["x", "y", "z"], 10)
     strong = np.repeat([5.0, 20.0, 40.0], 10) + np.tile(np.linspace(-1, 1, 10), 3)
-    _, lo, _, n = DC_rules.type_effect(strong, lab, n_perm=500)
+    _, lo, _, n = DC_scores.type_effect(strong, lab, n_perm=500)
     assert lo > 0 and n == 30
     flat = np.tile(np.linspace(0, 10, 10), 3)  # the same values in every type: less spread than chance
-    est, lo, hi, _ = DC_rules.type_effect(flat, lab, n_perm=500)
+    est, lo, hi, _ = DC_scores.type_effect(flat, lab, n_perm=500)
     assert hi <= 0
     noisy = np.random.default_rng(0).normal(size=30)  # no effect: the interval straddles 0
-    est, lo, hi, _ = DC_rules.type_effect(noisy, lab, n_perm=500)
+    est, lo, hi, _ = DC_scores.type_effect(noisy, lab, n_perm=500)
     assert lo < 0 < hi
 
 
@@ -209,31 +210,31 @@ def write_folder(tmp_path, emerge=True, awft_ds=(0.90, 0.91, 0.92)):
 def test_c4_partly_when_direction_holds_but_magnitude_does_not(tmp_path):
     P = write_folder(tmp_path, awft_ds=(0.90, 0.95, 1.0))  # AWFT spread ~0.1 (> AHON-LN's 0, << 1.25)
     C = Claims("dormant_heads", "test")
-    DC_rules.c4(C, tmp_path, P)
+    DC_scores.c4(C, tmp_path, P)
     assert verdict(C, "C4") == "partly"
     P = write_folder(tmp_path, awft_ds=(0.90, 0.2, 0.1))  # spread ~1.9: both parts hold
     C = Claims("dormant_heads", "test")
-    DC_rules.c4(C, tmp_path, P)
+    DC_scores.c4(C, tmp_path, P)
     assert verdict(C, "C4") == "reproduced"
 
 
 def test_c5_not_reproduced_when_ahon_ln_varies_more(tmp_path):
     P = write_folder(tmp_path)  # AHON-LN 0.5 vs 0.8 across models, AWFT 0.9 vs 0.6 -> AWFT spread 0.4 < 0.46
     C = Claims("dormant_heads", "test")
-    DC_rules.c5(C, tmp_path, P)
+    DC_scores.c5(C, tmp_path, P)
     assert verdict(C, "C5") == "not reproduced"
 
 
 def test_c10_s3(tmp_path):
     P = write_folder(tmp_path)
     C = Claims("dormant_heads", "test")
-    DC_rules.c10_s3(C, tmp_path, P)
+    DC_scores.c10_s3(C, tmp_path, P)
     assert verdict(C, "C10") == "reproduced" and verdict(C, "S3") == "reproduced"
     assert [r.kind for r in C.rows if r.claim_id == "S3"] == ["hypothesis"]
     assert verdict(C, "S3a") == "passed" and C.checks().claim_id.tolist() == ["S3a"]
     P = write_folder(tmp_path, emerge=False)
     C = Claims("dormant_heads", "test")
-    DC_rules.c10_s3(C, tmp_path, P)
+    DC_scores.c10_s3(C, tmp_path, P)
     assert verdict(C, "C10") == "inconclusive" and "premise" in next(r for r in C.rows if r.claim_id == "C10").note
 
 
@@ -242,7 +243,7 @@ def test_c7_untestable_and_says_why(tmp_path):
         tmp_path / "wasserstein.csv", index=False
     )
     C = Claims("dormant_heads", "test")
-    DC_rules.c7(C, tmp_path)
+    DC_scores.c7(C, tmp_path)
     r = C.rows[0]
     assert r.verdict == "not testable here" and "does not discriminate" in r.note
 

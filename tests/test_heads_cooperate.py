@@ -8,6 +8,7 @@ so it predicts ``#1 > #0`` exactly and, under ``scale(f0, f1)``, exactly ``f1*n1
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -353,3 +354,91 @@ def test_grid_jobs_keys_and_arms():
     assert main.ckpt_steps == tuple(P.ckpt_steps) and main.init == "normal" and main.attn_norm
     steps = [j[1].steps * k[1] for k, j in jobs.items()]
     assert steps == sorted(steps, reverse=True)
+
+
+# --- the notebook's tables -------------------------------------------------------------------------------
+
+
+def test_task_examples_are_the_same_strings_in_both_formats():
+    spec = {v: c.TaskSpec(variant=v, l_max=8) for v in c.VARIANTS}
+    ex = c.task_examples(spec, 4, 5)
+    assert list(ex.variant) == ["A"] * 4 + ["B"] * 4 and list(ex.example) == [0, 1, 2, 3] * 2
+    a, b = ex[ex.variant == "A"].reset_index(), ex[ex.variant == "B"].reset_index()
+    assert (a[["n0", "n1", "n2", "label_more_ones"]] == b[["n0", "n1", "n2", "label_more_ones"]]).all().all()
+    assert a.tokens.str.startswith("BOS").all() and a.tokens.str.endswith("EOS").all()
+    assert set(a.target) <= {"0", "1"} and set(b.target) <= {"EOS", "a digit"}
+    assert ((a.target == "1") == (a.n1 > a.n0)).all() and ((b.target == "EOS") == (b.n1 > b.n0)).all()
+
+
+def _heads(aucs, H=2, variant="A", seed=0):
+    return [
+        {"variant": variant, "H": H, "seed": seed, "head": h, "auc": a, "l_acc": 0.6, "s_acc": 0.8}
+        for h, a in enumerate(aucs)
+    ]
+
+
+def test_analysis_frames_and_counting_classes():
+    def analysis(aucs, seed):
+        return {
+            "summary": {"variant": "A", "H": 2, "seed": seed},
+            "heads": _heads(aucs, seed=seed),
+            **{k: [{"seed": seed}] for k in ("interventions", "rule_map", "ckpt_heads", "ratio_sweep")},
+        }
+
+    runs = {("A", 2, 0): {"analysis": analysis([0.99, 0.5], 0)}, ("A", 2, 1): {"log": []}}
+    runs[("A", 2, 2)] = {"analysis": analysis([0.92, 0.95], 2)}
+    f = c.analysis_frames(runs)
+    assert list(f) == list(c.FRAMES) and list(f["summary"].seed) == [0, 2] and len(f["ratio_sweep"]) == 2
+    assert list(f["heads"].counting) == [
+        "counting (AUC ≥ 0.95)",
+        "non-counting (AUC < 0.9)",
+        "weak (0.9 ≤ AUC < 0.95)",
+        "counting (AUC ≥ 0.95)",
+    ]
+    by_h = c.heads_by_h(f["heads"])
+    assert by_h.loc[2, "heads"] == 4 and by_h.loc[2, "AUC>=0.95"] == 0.5
+    assert by_h.loc[2, "mean s-acc - l-acc (counting heads)"] == pytest.approx(0.2)
+    assert list(c.counting_heads(f["heads"]).counting_heads) == [1, 1]
+
+
+def test_dynamics_frames_and_summary_table():
+    def log(plateau):  # at the prior for `plateau` evaluations, then solved
+        flat = [{"step": 50 * (i + 1), "test_loss": 0.69, "test_acc": 0.6} for i in range(plateau)]
+        return [
+            {"step": 0, "test_loss": 1.5, "test_acc": 0.5},
+            *flat,
+            {"step": 50 * (plateau + 1), "test_loss": 0.1, "test_acc": 0.99},
+        ]
+
+    runs = {("A", 1, s): {"log": log(p)} for s, p in ((0, 4), (1, 0))} | {("A", 2, 0): {"log": log(0)}}
+    runs[("B", 1, 0)] = {"log": log(4)}  # not in the dynamics study
+    logs = pd.DataFrame([{"variant": k[0], "H": k[1], "seed": k[2], **r} for k, x in runs.items() for r in x["log"]])
+    dyn, plat = c.dynamics_frames(logs, runs, {"A": [1, 2]}, [0, 1], {"A": 0.69}, min_plateau_steps=100)
+    assert set(dyn.variant) == {"A"} and len(plat) == 3
+    assert list(plat.plateaus) == [True, False, False] and list(plat.steps_to_95) == [250, 50, 50]
+    s = c.plateau_summary(plat)
+    assert s.loc[("A", 1), "plateaus"] == 1 and s.loc[("A", 1), "seeds"] == 2
+    summ = pd.DataFrame(
+        [{"variant": "A", "H": H, "seed": 0, "acc": 0.9, "near_tie_acc": 0.8, "logreg_acc": 0.9} for H in (1, 2)]
+    ).assign(uniform_std_best_acc=0.7, uniform_vocab_acc=0.6)
+    hA = pd.DataFrame(_heads([0.99], H=1) + _heads([0.99, 0.5], H=2))
+    ivA = pd.DataFrame(
+        [
+            {"H": H, "kind": k, "acc": a, "rule_agreement": 1.0}
+            for H in (1, 2)
+            for k, a in (("zero2", 0.9), ("scale", 0.8))
+        ]
+    )
+    t = c.summary_table(summ, hA, ivA, plat, "A", [1, 2]).set_index("H")
+    assert t.loc[2, "counting_heads_frac"] == 0.5 and t.loc[1, "gap_s_minus_l"] == pytest.approx(0.2)
+    assert t.loc[1, "plateau_seeds"] == "1/2" and t.loc[2, "plateau_seeds"] == "0/1" and t.loc[1, "zero2_acc"] == 0.9
+    assert np.isnan(t.loc[1, "balance01_acc"])
+
+
+def test_run_params_row():
+    from types import SimpleNamespace
+
+    P = SimpleNamespace(variant="A", seeds=[0, 1], steps=10, batch=4, l_max=8, plateau_min_steps=5, dyn_seeds=[2])
+    P.__dict__.update(b_seeds=[], b_steps=3, b_heads=[1, 2], ckpt_steps=[5, 10], abl_seeds=[0], workers=2)
+    r = c.run_params(P, "box").iloc[0]
+    assert r.seeds == "0 1" and r.b_seeds == "" and r.ckpt_steps == "5 10" and r.machine == "box, 2 worker processes"

@@ -4,11 +4,13 @@ References are hand-computed (balance loss), the plain MHA layer of headlab.nn (
 masked implementation (compute skipping) and the released configurations' head budgets.
 """
 
+import pandas as pd
 import pytest
 import torch
 import transformers as tf
 
 from headlab import heads
+from headlab.data import ByteTokenizer
 from headlab.nn import Attention, Config, HeadlabLM, rope_cache
 from headlab.papers import moh
 
@@ -278,3 +280,47 @@ def test_profiles_share_vit_runs_and_gpu_skips_smollm():
     cache = {("MoH-75", 0): "trained once"}
     moh.run_vit(["MoH-75"], None, [0], cache)
     assert cache == {("MoH-75", 0): "trained once"}
+
+
+# --- the notebook's steps (analysis, claims data, speed, conversion windows) -------------------------
+
+
+def test_last_layer_loads_and_dependence_use_the_last_layer_routed_heads():
+    g = torch.Generator().manual_seed(0)
+    rec = {l: {"mask": torch.rand(12, 5, 6, generator=g) > 0.5} for l in (0, 3)}  # [image, token, head]
+    labels = torch.arange(12).numpy() % 3
+    loads = moh.last_layer_loads(rec, labels, 2, rec, labels, 1)
+    assert set(loads.layer) == {3} and set(loads.model) == {"ViT MoH-75 (digits)", "LM MoH-75 (text types)"}
+    vit = loads[loads.model.str.startswith("ViT")]
+    assert vit["head"].max() == 4  # 6 heads, 2 shared
+    want = moh.head_load(rec[3]["mask"][..., 2:], labels)
+    assert vit.load.to_numpy() == pytest.approx(want.load.to_numpy())
+    dep = moh.last_layer_dependence(rec, labels, 2, rec, labels, 1, n_perm=20, seed=0)
+    assert list(dep.model) == ["ViT MoH-75, classes", "LM MoH-75, text types"] and dep.p_perm.between(0, 1).all()
+
+
+def test_claims_data_run_params():
+    from types import SimpleNamespace
+
+    from headlab.papers.moh import claims_data as cd
+
+    dd = SimpleNamespace(val={"a": torch.tensor([[0, 1], [2, 3]]), "b": torch.tensor([[0, 1, 2, 3]])})
+    P = SimpleNamespace(lm_steps=5, vit_seeds=[0], lm_seeds=[0, 1], n_perm=9)
+    row = cd.run_params(dd, 7, P).iloc[0]
+    assert row.unigram_entropy == pytest.approx(torch.log(torch.tensor(4.0)).item())  # 4 bytes, uniform
+    assert (row.test_images, row.vit_seeds, row.lm_seeds, row.n_perm) == (7, 1, 2, 9)
+
+
+def test_speed_report_and_conversion_windows():
+    t7 = pd.DataFrame(
+        [
+            {"variant": v, "mode": m, "seq": s, "time_vs_mha": r, "tokens_per_s": 1000.0 / r}
+            for v, m, r in (("MHA", "dense", 1.0), ("MoH-50", "skip", 0.5))
+            for s in (8, 16)
+        ]
+    )
+    rep = moh.speed_report(t7).split("\n\ntokens/s:\n")
+    assert len(rep) == 2 and "0.5" in rep[0] and "2000.0" in rep[1]
+
+    eval_ids, tune_ids = moh.eval_and_tune_windows(ByteTokenizer(), ["abcdef", "ab", "ghijkl", "mnopqr"], 4, 2, 1)
+    assert eval_ids.tolist() == [list(b"abcd"), list(b"ghij")] and tune_ids.tolist() == [list(b"mnop")]

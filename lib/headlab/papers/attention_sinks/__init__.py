@@ -14,10 +14,31 @@ Plain functions, no plotting:
   ``s`` of every row's attention parks on a first token whose value is zero.
 * **value norms / apostrophe head** (Fig. 4).
 * **pretraining** of small headlab models with ⟨bos⟩ / packing / intra-document-masking variants.
+
+The notebook's steps: ``experiments`` (the pretrained-model figures and tables, one function per step) and
+``sweeps`` (the pretraining runs at a profile and where their results come from).
 """
 
 from __future__ import annotations
 
+from .experiments import (
+    PUBLISHED_T1,
+    attention_maps,
+    downstream_proxy,
+    fig4_report,
+    fig4_tables,
+    model_sink_scores,
+    pair_ratio_report,
+    per_prompt_sink_rates,
+    perturbation_frames,
+    perturbation_pairs,
+    perturbation_report,
+    prompt_report,
+    run_params,
+    sink_metric_table,
+    table3_report,
+    trained_with_bos,
+)
 from .patterns import (
     APOSTROPHES,
     attention_patterns,
@@ -48,6 +69,17 @@ from .probes import (
     perturbation_spread,
     sink_attention,
     value_norms,
+)
+from .sweeps import (
+    committed_gpu_csv,
+    ctx_sweep,
+    earlier_split,
+    pretrain_spec,
+    pretraining_curves,
+    pretraining_sources,
+    sweep_report,
+    table2_report,
+    variant_runs,
 )
 from .training import (
     GLOBAL_DOC,
@@ -106,4 +138,29 @@ __all__ = [
     "spearman",
     "value_norms",
     "variant_table",
+    "PUBLISHED_T1",
+    "attention_maps",
+    "downstream_proxy",
+    "fig4_report",
+    "fig4_tables",
+    "model_sink_scores",
+    "pair_ratio_report",
+    "per_prompt_sink_rates",
+    "perturbation_frames",
+    "perturbation_pairs",
+    "perturbation_report",
+    "prompt_report",
+    "run_params",
+    "sink_metric_table",
+    "table3_report",
+    "trained_with_bos",
+    "committed_gpu_csv",
+    "ctx_sweep",
+    "earlier_split",
+    "pretrain_spec",
+    "pretraining_curves",
+    "pretraining_sources",
+    "sweep_report",
+    "table2_report",
+    "variant_runs",
 ]

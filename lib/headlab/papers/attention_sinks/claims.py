@@ -14,18 +14,30 @@ CSVs read from the run's folder (each optional: a missing one makes its rows "no
 
 Units of replication: prompts (K1, K3, K6), (prompt, edit) pairs (K4), texts (K5 NLL), passkey items
 (K5 retrieval), KV heads (K9: query heads that share a KV head share its values, so they are one unit).
+
+The shared helpers live in ``claims_common``, the pretraining claims (K7, K8) in ``claims_pretraining``.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ...claims import Claims, compound, greater, less, read, within
+from ...claims import Claims, compound, greater, less, within
 from ...intervals import bootstrap, wilson
+from .claims_common import (
+    _bool,
+    _eps,
+    _exp10,
+    _opt,
+    _per_prompt,
+    _trained_with_bos,
+    load_params,
+    two_group_bootstrap,
+)
+from .claims_pretraining import k7, k8
 from .published import (
     K1_TARGET,
     K1_TOL,
@@ -41,68 +53,10 @@ from .published import (
     PUB_K5_NLL,
     PUB_K5_PK,
     PUB_K6,
-    PUB_K7,
-    PUB_K8,
     PUB_K9,
     PUB_K9_CONTRAST,
-    SINK_FORMED_PCT,
     SINK_HEAD_SCORE,
 )
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def chance_score(T: int) -> float:
-    """Uniform causal attention's first-position score, H_T / T (as ``sinks.chance_score``, without torch)."""
-    return sum(1.0 / i for i in range(1, T + 1)) / T
-
-
-def _opt(folder: Path, name: str) -> pd.DataFrame | None:
-    return read(folder, name) if (Path(folder) / f"{name}.csv").exists() else None
-
-
-def load_params(folder: Path) -> dict[str, str]:
-    d = _opt(folder, "run_params")
-    return {} if d is None else {str(k): str(v) for k, v in zip(d["param"], d["value"], strict=True)}
-
-
-def _eps(params: dict) -> tuple[float, float]:
-    e = [float(x) for x in params.get("eps", "0.3,0.8").split(",")]
-    return e[0], e[-1]
-
-
-def _bool(x) -> bool:
-    return str(x).strip().lower() in ("true", "1")
-
-
-def _exp10(interval):
-    est, lo, hi, n = interval
-    return 10**est, 10**lo, 10**hi, n
-
-
-def two_group_bootstrap(a, b, stat, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
-    """``stat(a, b)`` with a percentile interval from resampling each group separately (stratified),
-    e.g. sink vs non-sink KV heads. Returns ``(estimate, low, high, n_a + n_b)``."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    n = len(a) + len(b)
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, math.nan, math.nan, n
-    est = float(stat(a, b))
-    if len(a) < 2 or len(b) < 2:
-        return est, math.nan, math.nan, n
-    rng = np.random.default_rng(seed)
-    ia, ib = rng.integers(0, len(a), (n_boot, len(a))), rng.integers(0, len(b), (n_boot, len(b)))
-    boots = np.array([stat(a[i], b[j]) for i, j in zip(ia, ib, strict=True)], float)
-    q = (1 - level) / 2
-    return est, float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q)), n
-
-
-def _per_prompt(sp: pd.DataFrame, model: str, bos: bool, col: str) -> pd.Series:
-    d = sp[(sp.model == model) & (sp.bos.map(_bool) == bos)].sort_values("prompt")
-    return d.set_index("prompt")[col]
-
-
-def _trained_with_bos(params: dict, model: str) -> bool:
-    return _bool(params.get(f"trained_with_bos:{model}", "True"))
 
 
 # ---------------------------------------------------------------------------------------- model claims
@@ -371,117 +325,6 @@ def k9(C: Claims, fig4: pd.DataFrame | None, params: dict, bm: str) -> None:
         kind="hypothesis",
         note="our contrast, asked by the review: the old K9 counted sink heads only",
     )
-
-
-# ----------------------------------------------------------------------------------- pretraining claims
-def _formed(values) -> bool:
-    return bool(np.nanmax(np.asarray(values, float)) >= SINK_FORMED_PCT) if len(values) else False
-
-
-def k7(C: Claims, fig5: pd.DataFrame | None, params: dict, profile: str, e_lo: float) -> None:
-    st = "sink metric grows with pretraining context length, comparable val. losses (Fig. 5/7)"
-    eval_T = int(float(params.get("eval_T", 64)))
-    col = f"sink_{e_lo:g}"
-    srcs = {} if fig5 is None else {s: d for s, d in fig5.groupby("source")}
-    for cid, pick in (("K7", lambda s: s.startswith("live")), ("K7-gpu", lambda s: s.startswith("gpu"))):
-        d = next((d for s, d in srcs.items() if pick(s)), None)
-        if d is None:
-            why = (
-                "no live pretraining in this run"
-                if cid == "K7"
-                else "no committed figures/attention_sinks/gpu/fig5.csv (run profile gpu on an H100)"
-            )
-            C.untestable(cid, st if cid == "K7" else st + " (committed gpu run)", PUB_K7, why)
-            continue
-        fin = d[d.step == d.step.max()].sort_values("ctx")
-        ours = (
-            f"final sink@{e_lo:g} "
-            + ", ".join(f"ctx {c}: {v:.1f}%" for c, v in zip(fin.ctx, fin[col], strict=True))
-            + "; mean first-position score "
-            + ", ".join(f"{v:.3f}" for v in fin.mean_score)
-            + f" (chance {chance_score(eval_T):.3f} at T={eval_T}); val-loss spread "
-            f"{fin.val_loss.max() - fin.val_loss.min():.2f}"
-        )
-        premise = (
-            f"premise: a run formed a sink if its final sink@{e_lo:g} ≥ {SINK_FORMED_PCT:g}% of (held-out "
-            f"window, layer, head) triples at eval T={eval_T}"
-        )
-        if not _formed(fin[col]):
-            C.untestable(
-                cid,
-                st,
-                PUB_K7,
-                f"no sinks formed: max final sink@{e_lo:g} {fin[col].max():.1f}% < "
-                f"{SINK_FORMED_PCT:g}% in every context length ({premise})"
-                + ("; smoke runs are a pipeline check" if profile == "smoke" and cid == "K7" else ""),
-                ours=ours,
-            )
-            continue
-        rho = pd.Series(fin[col].to_numpy()).corr(pd.Series(fin.ctx.to_numpy()), method="spearman")
-        C.inconclusive(
-            cid,
-            st,
-            PUB_K7,
-            ours + f"; Spearman {rho:.2f}",
-            f"{premise}: met; but one run per context length and only aggregate sink rates saved, so no "
-            "interval over seeds or windows decides the trend",
-            statistic="Spearman(ctx, final sink rate)",
-            n=len(fin),
-            unit="context lengths (1 seed each)",
-            rule="trend: Spearman ≥ 0.8 over ≥ 4 ctx, val losses within 0.15 (needs ≥ 2 seeds per ctx to decide)",
-        )
-
-
-def k8(C: Claims, t2: pd.DataFrame | None, params: dict, profile: str, e_lo: float) -> None:
-    st = "fixed-⟨bos⟩ models depend on ⟨bos⟩; without one the sink forms on the first token (Table 2)"
-    col = f"sink_{e_lo:g}"
-    srcs = {} if t2 is None else {s: d for s, d in t2.groupby("source")}
-    for cid, pick in (("K8", lambda s: s.startswith("live")), ("K8-gpu", lambda s: s.startswith("gpu"))):
-        d = next((d for s, d in srcs.items() if pick(s)), None)
-        if d is None:
-            why = (
-                "no live pretraining in this run"
-                if cid == "K8"
-                else "no committed figures/attention_sinks/gpu/table2.csv (run profile gpu on an H100)"
-            )
-            C.untestable(cid, st if cid == "K8" else st + " (committed gpu run)", PUB_K8, why)
-            continue
-        d = d.assign(eval_bos=d.eval_bos.map(_bool), train_bos=d.train_bos.map(_bool))
-        as_trained = d[d.eval_bos == d.train_bos]
-        ours = "; ".join(
-            f"{r.variant} {'with' if r.eval_bos else 'without'} ⟨bos⟩: sink {r.sink:.1f}%, "
-            f"score {r.mean_score:.3f}, loss {r.loss:.2f}"
-            for r in d.rename(columns={col: "sink"}).itertuples()
-        )
-        eval_T = int(float(params.get("eval_T", 64)))
-        premise = (
-            f"premise: a variant formed a sink if sink@{e_lo:g} ≥ {SINK_FORMED_PCT:g}% when evaluated as trained "
-            f"(chance mean score {chance_score(eval_T):.3f} at T={eval_T})"
-        )
-        if not _formed(as_trained[col]):
-            C.untestable(
-                cid,
-                st,
-                PUB_K8,
-                f"no sinks formed: max sink@{e_lo:g} as trained {as_trained[col].max():.1f}% < "
-                f"{SINK_FORMED_PCT:g}% in every variant ({premise})"
-                + ("; smoke runs are a pipeline check" if profile == "smoke" and cid == "K8" else ""),
-                ours=ours,
-            )
-            continue
-        C.inconclusive(
-            cid,
-            st,
-            PUB_K8,
-            ours,
-            f"{premise}: met; but only aggregate rates per variant were saved (one "
-            "run each), so no interval over windows or seeds decides the comparisons",
-            statistic="sink and loss with vs without ⟨bos⟩ per variant",
-            n=len(d),
-            unit="variant x eval rows",
-            rule="fixed ⟨bos⟩: sink ≥ 10x down and loss ≥ 1.5x up without it; no fixed ⟨bos⟩: sink > 10%, "
-            "|Δloss| < 0.05",
-        )
 
 
 # ------------------------------------------------------------------------------------------------ build

@@ -11,12 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ...figures import run_value
-from .patterns import chance_score
+from .patterns import bos_label, chance_score
 from .training import VARIANTS
-
-
-def bos_label(bos) -> str:
-    return "⟨bos⟩ present" if bool(bos) else "⟨bos⟩ removed"
 
 
 def _sink_cols(d: pd.DataFrame) -> list[str]:

@@ -19,6 +19,10 @@ APOSTROPHES = ("'", "\u2019")
 # ------------------------------------------------------------------------------------------------
 
 
+def bos_label(bos) -> str:
+    return "⟨bos⟩ present" if bool(bos) else "⟨bos⟩ removed"
+
+
 def chance_score(T: int) -> float:
     """First-position score of a head with uniform causal attention over ``T`` tokens: H_T / T."""
     return sum(1.0 / i for i in range(1, T + 1)) / T

@@ -40,12 +40,38 @@ Pieces, in the order a notebook uses them:
 * exact checks: ``kv_cache_bytes``, ``max_logit_diff``, ``rope_commutation``, ``decode``
   (incremental decoding with a cache of the unique K/V heads: real cache bytes and tokens/s).
 * ``from_hf_llama``: a llama checkpoint (SmolLM2, Sheared-LLaMA) as a headlab model.
+* the notebook's steps: ``analysis_model`` (hf.py); ``contexts``, ``source_allocations``,
+  ``lm_allocations`` (search.py); ``budget_checks``, ``exact_checks``, ``decode_table`` (C1-C4 and
+  decoding, checks.py); ``pull_to_mean_sweep``, ``redundancy_table`` (Fig. 3, cka.py); ``arm_plan``,
+  ``arms_frame`` (arms.py); ``table1``, ``gap_lines``, ``table2``, ``head_counts`` (tables.py).
 """
 
 from __future__ import annotations
 
-from .arms import Arm, Context, acceleration, arm_groups, gap_closure, init_only_arms, run_arm, tokens_to_reach
-from .checks import decode, kv_cache_bytes, max_logit_diff, rope_commutation
+from .arms import (
+    ARM_COLUMNS,
+    Arm,
+    Context,
+    acceleration,
+    arm_groups,
+    arm_plan,
+    arms_frame,
+    gap_closure,
+    init_only_arms,
+    run_arm,
+    tokens_to_reach,
+)
+from .checks import (
+    budget_checks,
+    budget_checks_ok,
+    decode,
+    decode_models,
+    decode_table,
+    exact_checks,
+    kv_cache_bytes,
+    max_logit_diff,
+    rope_commutation,
+)
 from .cka import (
     cka_matrix,
     cross_layer_cka,
@@ -54,7 +80,10 @@ from .cka import (
     head_cka,
     interpolate_to_mean,
     linear_cka,
+    pull_to_mean_sweep,
     redundancy,
+    redundancy_spread,
+    redundancy_table,
 )
 from .data import byte_splits, fixed_batches, lm_eval, pretrain_source
 from .fusion import (
@@ -83,28 +112,44 @@ from .grouping import (
     tied_uniform_groups,
     uniform_groups,
 )
-from .hf import from_hf_llama, tokenize_texts
+from .hf import analysis_model, describe_analysis_model, from_hf_llama, tokenize_texts
 from .merge import build, collapse, expand, rank1_fusion
+from .search import SOURCE_ALLOCS, allocation_lines, contexts, lm_allocations, source_allocations
+from .tables import TABLE2_COLUMNS, gap_lines, head_counts, run_params, table1, table2
 
 __all__ = [
+    "ARM_COLUMNS",
     "Arm",
     "Context",
     "Grouping",
     "HeadFusion",
+    "SOURCE_ALLOCS",
+    "TABLE2_COLUMNS",
     "acceleration",
     "agglomerate",
+    "allocation_lines",
+    "analysis_model",
     "arm_groups",
+    "arm_plan",
+    "arms_frame",
     "attach_fusion",
+    "budget_checks",
+    "budget_checks_ok",
     "budget_total",
     "build",
     "byte_splits",
     "canonical",
     "cka_matrix",
     "collapse",
+    "contexts",
     "contiguous_groups",
     "counts",
     "cross_layer_cka",
     "decode",
+    "decode_models",
+    "decode_table",
+    "describe_analysis_model",
+    "exact_checks",
     "expand",
     "extreme_groups",
     "fixed_batches",
@@ -112,10 +157,12 @@ __all__ = [
     "fusion_loss",
     "fusion_modules",
     "gap_closure",
+    "gap_lines",
     "global_agglomerate",
     "group_index",
     "head_activations",
     "head_cka",
+    "head_counts",
     "hierarchy",
     "identity_groups",
     "init_only_arms",
@@ -123,18 +170,26 @@ __all__ = [
     "kv_cache_bytes",
     "layer_heads_of",
     "linear_cka",
+    "lm_allocations",
     "lm_eval",
     "max_logit_diff",
     "n_source",
     "pretrain_source",
     "probe_allocation",
+    "pull_to_mean_sweep",
     "rank1_fusion",
     "redundancy",
+    "redundancy_spread",
+    "redundancy_table",
     "rope_commutation",
     "run_arm",
     "run_fusion",
+    "run_params",
     "set_members_identical",
+    "source_allocations",
     "src_maps",
+    "table1",
+    "table2",
     "tied_uniform_groups",
     "tokenize_texts",
     "tokens_to_reach",

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 
 from ...nn import HeadlabLM
@@ -209,6 +210,51 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
         "model": model if not arm.extra_steps else None,
         "seconds": time.time() - t0,
     }
+
+
+def arm_plan(P, ablations: bool) -> list[Arm]:
+    """The arms one seed trains under profile ``P``: GQA (with ``P.gqa_extra_steps`` for its curve) and DHA
+    at every budget; with ``ablations`` (the first seed), at the first budget also DHA without fusion, without
+    adaptive allocation, GQA with CKA grouping, DHA-lite (``P.lite_arm``) and DHA with each other
+    ``P.split_fusion_steps`` (Tables 2, 3 and A7)."""
+    F, b0 = P.fusion_steps, P.budgets[0]
+    plan = []
+    for b in P.budgets:
+        plan += [
+            Arm("GQA", b, "gqa", curve=True, extra_steps=P.gqa_extra_steps),
+            Arm("DHA", b, "probe", "fusion", F, curve=True),
+        ]
+    if ablations:
+        plan += [
+            Arm("DHA w/o fusion", b0, "probe", "pool"),
+            Arm("DHA w/o adaptive", b0, "uniform", "fusion", F),
+            Arm("GQA + CKA grouping", b0, "cka_gqa"),
+        ] + ([Arm("DHA-lite", b0, "cka", "fusion", F)] if P.lite_arm else [])
+        plan += [Arm(f"DHA fusion {f}", b0, "probe", "fusion", f) for f in P.split_fusion_steps if f != F]
+    return plan
+
+
+ARM_COLUMNS = [
+    "seed",
+    "arm",
+    "budget",
+    "k_counts",
+    "v_counts",
+    "search_steps",
+    "fusion_steps",
+    "ct_steps",
+    "init_loss",
+    "final_loss",
+    "final_fusion_loss",
+    "seconds",
+]  # the columns the notebook prints of ``arms_frame``
+
+
+def arms_frame(arms: dict) -> pd.DataFrame:
+    """One row per ``{(seed, name, budget): run_arm(...)}`` entry: the seed and the arm's scalar results (the
+    fusion log, curve, model and groups left out)."""
+    drop = ("fusion_log", "curve", "model", "k_groups", "v_groups")
+    return pd.DataFrame([{"seed": s, **{k: v for k, v in r.items() if k not in drop}} for (s, _, _), r in arms.items()])
 
 
 def init_only_arms(model: HeadlabLM, sims: dict, acts: dict, budget: float, batches) -> list[dict]:

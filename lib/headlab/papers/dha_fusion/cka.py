@@ -7,9 +7,11 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ...nn import HeadlabLM
+from .data import lm_eval
 from .merge import _heads_view
 
 # --- activations and CKA ---------------------------------------------------------------------
@@ -107,3 +109,65 @@ def interpolate_to_mean(model: HeadlabLM, layer: int, kind: str, heads: Sequence
     mean = W[idx].mean(0, keepdim=True)
     W[idx] = (1 - alpha) * W[idx] + alpha * mean
     return m
+
+
+def pull_to_mean_sweep(
+    model: HeadlabLM, sims: dict, alphas: Sequence[float], base_loss: float, batches, size: int = 4
+) -> pd.DataFrame:
+    """Fig. 3a: for K and for V, in the layer of ``extreme_groups`` (``sims``: ``head_cka``), the validation
+    loss on ``batches`` while the most and the least similar ``size`` heads are pulled toward their mean by each
+    ``alpha`` (``alpha = 0`` is the unedited model, ``base_loss``). One row per kind, group and alpha."""
+    rows = []
+    for kind in ("k", "v"):
+        ex = extreme_groups(sims[kind], size)
+        for which in ("most", "least"):
+            for a in alphas:
+                loss = (
+                    base_loss
+                    if a == 0
+                    else lm_eval(interpolate_to_mean(model, ex["layer"], kind, ex[which], a), batches)["loss"]
+                )
+                rows.append(
+                    {
+                        "kind": kind.upper(),
+                        "group": f"{which} similar",
+                        "layer": ex["layer"],
+                        "heads": str(ex[which]),
+                        "mean_cka": ex[f"{which}_sim"],
+                        "alpha": a,
+                        "loss": loss,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+# --- Fig. 3b: per-layer redundancy -----------------------------------------------------------
+
+
+def redundancy_table(models: Sequence[tuple[str, dict, dict]]) -> pd.DataFrame:
+    """Fig. 3b: per ``(name, sims, acts)`` (``head_cka`` and ``head_activations`` of one model), kind (Q, K, V)
+    and layer, the layer's ``redundancy`` and the mean CKA of its heads with the next layer's
+    (``cross_layer_cka``; NaN for the last layer)."""
+    rows = []
+    for name, sims, acts in models:
+        for kind in ("q", "k", "v"):
+            base = cross_layer_cka(acts[kind])
+            rows += [
+                {
+                    "model": name,
+                    "kind": kind.upper(),
+                    "layer": l,
+                    "redundancy": redundancy(s),
+                    "adjacent_layer_cka": base[l] if l < len(base) else np.nan,
+                }
+                for l, s in enumerate(sims[kind])
+            ]
+    return pd.DataFrame(rows)
+
+
+def redundancy_spread(f3b: pd.DataFrame) -> pd.DataFrame:
+    """Per model and kind of ``redundancy_table``: min and max redundancy over layers and its coefficient of
+    variation (std / mean)."""
+    g = f3b.groupby(["model", "kind"], sort=False).redundancy
+    cv = g.agg(lambda r: r.std() / r.mean()).rename("CV over layers")
+    return pd.concat([g.agg(["min", "max"]), cv], axis=1)

@@ -22,13 +22,32 @@ Pieces, in the order a notebook uses them:
   selection overlap, Wasserstein distances between score distributions.
 * data: ``generated_mc`` (deterministic multiple-choice items a 135M model answers well above
   chance) and ``BigramBackcopy`` (the toy task of Guo et al. 2024 for the pretraining dynamics).
+* the notebook's sections as calls: ``build_inputs``/``tasks_for``, ``calibrate_all``, ``sweep_plan``/
+  ``run_sweeps``, the from-scratch runs (``bb_setup``, ``pretrain_bb``, ``finetune_and_reseed``), and the
+  tidy tables each section saves or prints (``tables``: ``table2_summary``, ``threshold_table``, ...).
 """
 
 from __future__ import annotations
 
 from .dynamics import BigramBackcopy, bb_batches, bb_copy_accuracy, final_level, flip_rate, model_scores, plateau_step
 from .items import CLOZE, DAYS, MC_KINDS, MONTHS, WORDS, generated_mc
-from .notebook import dominates, mmlu_subset, rel_spread, restrict_models, text_set, train_dynamics
+from .notebook import (
+    CLAIM_PARAMS,
+    bb_setup,
+    build_inputs,
+    dominates,
+    finetune_and_reseed,
+    inputs_summary,
+    mmlu_subset,
+    pretrain_bb,
+    restrict_models,
+    run_params,
+    score_samples,
+    tasks_for,
+    text_set,
+    train_dynamics,
+)
+from .rules import rel_spread
 from .scores import (
     EPS,
     PAPER_SCORES,
@@ -68,6 +87,21 @@ from .stats import (
     topk_iou_matrix,
     wasserstein,
 )
+from .tables import (
+    achieved_table,
+    calibration_table,
+    cdf_frame,
+    flip_frame,
+    overlap_summary,
+    overlap_table,
+    pairwise_wasserstein,
+    table2_summary,
+    text_type_table,
+    threshold_boot_combos,
+    threshold_table,
+    within_tol_intervals,
+    zero_freq_frame,
+)
 from .tasks import Task, mc_accuracy, mc_logprobs, metric_from_items
 from .units import CLAIM_SCORES, dynamics_per_input, per_item_frame, threshold_bootstrap
 from .zeroing import (
@@ -75,16 +109,21 @@ from .zeroing import (
     Selector,
     ablate,
     calibrate,
+    calibrate_all,
+    calibration_score_names,
     flagged,
     needs_of,
     record_scores,
+    run_sweeps,
     sweep,
+    sweep_plan,
     threshold,
     thresholds,
 )
 
 __all__ = [
     "BigramBackcopy",
+    "CLAIM_PARAMS",
     "CLAIM_SCORES",
     "CLOZE",
     "Calibration",
@@ -99,6 +138,7 @@ __all__ = [
     "Task",
     "WORDS",
     "ablate",
+    "achieved_table",
     "ahon",
     "ahon_ln",
     "ahon_wo",
@@ -109,8 +149,14 @@ __all__ = [
     "awft_ln",
     "bb_batches",
     "bb_copy_accuracy",
+    "bb_setup",
     "bootstrap_within",
+    "build_inputs",
     "calibrate",
+    "calibrate_all",
+    "calibration_score_names",
+    "calibration_table",
+    "cdf_frame",
     "check_scores",
     "curve_stats",
     "dominates",
@@ -119,11 +165,14 @@ __all__ = [
     "entropy",
     "entropy_ln",
     "final_level",
+    "finetune_and_reseed",
     "flagged",
+    "flip_frame",
     "flip_rate",
     "ftvvn",
     "ftvvn_ln",
     "generated_mc",
+    "inputs_summary",
     "interpolate_at",
     "largest_within",
     "lthon",
@@ -138,22 +187,37 @@ __all__ = [
     "needs_of",
     "normalised_auc",
     "overhead",
+    "overlap_summary",
+    "overlap_table",
+    "pairwise_wasserstein",
     "per_item_frame",
     "permutation_test",
     "plateau_step",
+    "pretrain_bb",
     "rank_scores",
     "record_scores",
     "rel_spread",
     "restrict_models",
+    "run_params",
+    "run_sweeps",
+    "score_samples",
     "selection_overlap",
     "spearman_matrix",
     "stays_within",
     "sweep",
+    "sweep_plan",
+    "table2_summary",
+    "tasks_for",
     "text_set",
+    "text_type_table",
     "threshold",
+    "threshold_boot_combos",
     "threshold_bootstrap",
+    "threshold_table",
     "thresholds",
     "topk_iou_matrix",
     "train_dynamics",
     "wasserstein",
+    "within_tol_intervals",
+    "zero_freq_frame",
 ]

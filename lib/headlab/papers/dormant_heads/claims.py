@@ -26,7 +26,8 @@ import pandas as pd
 from ... import claims as K
 from ...claims import Claims
 from .published import PAPER
-from .rules import c1, c2, c3, c4, c5, c6, c7, c8, c9, c10_s3, c11, censored_within, s1
+from .rules import c1, c2, c3, c6, c8, c9, censored_within, s1
+from .rules_scores import c4, c5, c7, c10_s3, c11
 
 
 # ---------------------------------------------------------------------------------------- sweep data

@@ -1,7 +1,9 @@
-"""Helpers for the notebook: training with checkpoint scoring, curve comparisons, data subsets."""
+"""Helpers for the notebook: training with checkpoint scoring, curve comparisons, data subsets; the
+notebook's set-up (inputs, tasks, run parameters) and its from-scratch runs."""
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Sequence
 
@@ -11,8 +13,10 @@ import torch
 
 from ...data import MCItem
 from .dynamics import BigramBackcopy, bb_batches, bb_copy_accuracy, model_scores
+from .items import generated_mc
 from .scores import SCORES
 from .stats import matched_comparison
+from .tasks import Task
 from .zeroing import flagged
 
 # --------------------------------------------------------------------------------------------
@@ -104,12 +108,6 @@ def dominates(curves: pd.DataFrame, a: str, b: str, grid: Sequence[float], highe
     }
 
 
-def rel_spread(x: Sequence[float]) -> float:
-    """(max - min) / mean: a scale-free spread of thresholds."""
-    x = np.asarray(x, float)
-    return float((x.max() - x.min()) / abs(x.mean()))
-
-
 def restrict_models(P, names: Sequence[str]):
     """The profile's parameters for a subset of its models, in the profile's order (per-model score lists
     follow; the next-token-loss sweep keeps its count). For a machine that holds only some of the weights,
@@ -160,3 +158,157 @@ def text_set(per_type: int, seed: int = 0, min_chars: int = 300) -> list[dict]:
     for t in text_types():
         out += [{"type": t, "text": p["text"]} for p in paragraphs(t, min_chars=min_chars, n=per_type, seed=seed)]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# the notebook's set-up: inputs, tasks and the parameters the claims read
+# --------------------------------------------------------------------------------------------
+
+CLAIM_PARAMS = ("seed", "tol", "threshold_p", "awft_p", "dyn_steps", "tau_ahon_ln", "tau_awft")
+
+
+def build_inputs(P) -> tuple[list[MCItem], list[MCItem], list[dict]]:
+    """The inputs every model sees, from the profile's ``mc_per_kind``, ``mmlu_subjects``,
+    ``mmlu_per_subject``, ``mmlu_max_chars``, ``text_per_type`` and ``seed``: the generated multiple-choice
+    items, the stratified MMLU subset and the corpus paragraphs ({"type", "text"})."""
+    mc_items = generated_mc(P.mc_per_kind, seed=P.seed)
+    mmlu_items = mmlu_subset(P.mmlu_subjects, P.mmlu_per_subject, seed=P.seed, max_chars=P.mmlu_max_chars)
+    texts = text_set(P.text_per_type, seed=P.seed)
+    return mc_items, mmlu_items, texts
+
+
+def tasks_for(
+    bos: bool, mc_items: list[MCItem], mmlu_items: list[MCItem], texts: list[dict], batch_size: int, max_len: int
+) -> dict[str, Task]:
+    """One model's three tasks, with ⟨bos⟩ as that model was trained: generated MC and MMLU by summed
+    log-likelihood, next-token loss on the paragraphs (cut to ``max_len`` tokens, labelled by text type)."""
+    return {
+        "generated_mc": Task("generated_mc", "mc", mc_items, bos=bos, batch_size=batch_size),
+        "mmlu": Task("mmlu", "mc", mmlu_items, bos=bos, batch_size=batch_size),
+        "text_nll": Task(
+            "text_nll",
+            "nll",
+            [t["text"] for t in texts],
+            bos=bos,
+            max_len=max_len,
+            batch_size=batch_size,
+            labels=[t["type"] for t in texts],
+        ),
+    }
+
+
+def inputs_summary(mc_items: list[MCItem], mmlu_items: list[MCItem], texts: list[dict], max_tokens: int) -> str:
+    """Two lines: the generated set with its first item, then the MMLU subset and the paragraphs."""
+    return (
+        f"generated MC: {len(mc_items)} items, e.g. {mc_items[0].prompt!r} -> {mc_items[0].choices}\n"
+        f"MMLU: {len(mmlu_items)} items from {len({i.subject for i in mmlu_items})} subjects; "
+        f"text: {len(texts)} paragraphs of {len({t['type'] for t in texts})} types, <= {max_tokens} tokens"
+    )
+
+
+def run_params(P, keys: Sequence[str] = CLAIM_PARAMS) -> pd.DataFrame:
+    """One row: the run parameters the claims need (``claims`` reads the saved CSVs only)."""
+    return pd.DataFrame([{k: getattr(P, k) for k in keys}])
+
+
+# --------------------------------------------------------------------------------------------
+# the from-scratch Bigram-Backcopy runs (v1's pretraining dynamics, C7's finetune)
+# --------------------------------------------------------------------------------------------
+
+
+def bb_setup(P):
+    """The fixed parts of the from-scratch runs, from the profile's ``bb_*``, ``dyn_*``, ``tau_*``,
+    ``trigger_boost`` and ``seed``: ``(task, cfg, eval_ids, eval_labels, taus)``. ``eval_ids`` is
+    ``[input, pos]``: ``dyn_eval`` trigger-rich sequences, then as many trigger-free ones (``eval_labels``
+    "trigger" / "no_trigger"); ``cfg`` an attention-only headlab model with learned positions and an untied
+    unembedding; ``taus`` the fixed thresholds (AHON-LN below, AWFT above)."""
+    from ...nn import Config
+
+    bb = BigramBackcopy(P.bb_vocab, P.bb_triggers, seed=P.seed)
+    n = P.dyn_eval
+    eval_ids = np.concatenate(
+        [
+            bb.sample(n, P.dyn_seq, seed=10_001, trigger_boost=P.trigger_boost),
+            bb.sample(n, P.dyn_seq, seed=10_002, trigger_free=True),
+        ]
+    )
+    eval_labels = ["trigger"] * n + ["no_trigger"] * n
+    cfg = Config(
+        vocab_size=bb.vocab_size,
+        d_model=P.dyn_d_model,
+        n_layers=P.dyn_layers,
+        n_heads=P.dyn_heads,
+        max_seq_len=P.dyn_seq,
+        pos_emb="learned",
+        attn_only=True,
+        tie_embeddings=False,
+    )
+    taus = {"ahon_ln": P.tau_ahon_ln, "awft": P.tau_awft}
+    return bb, cfg, eval_ids, eval_labels, taus
+
+
+def pretrain_bb(bb: BigramBackcopy, cfg, eval_ids: np.ndarray, eval_labels: Sequence[str], taus: dict, P):
+    """The main from-scratch run: ``dyn_steps`` steps (``dyn_lr``, ``dyn_min_lr_ratio``, ``dyn_batch`` x
+    ``dyn_seq``), scored every ``dyn_every`` steps; ``train_dynamics``'s ``(model, log, states)``."""
+    return train_dynamics(
+        bb,
+        cfg,
+        P.dyn_steps,
+        P.dyn_every,
+        P.dyn_lr,
+        P.dyn_batch,
+        P.dyn_seq,
+        eval_ids,
+        eval_labels,
+        taus,
+        seed=P.seed,
+        min_lr_ratio=P.dyn_min_lr_ratio,
+    )
+
+
+def finetune_and_reseed(bb: BigramBackcopy, cfg, tiny, eval_ids: np.ndarray, eval_labels: Sequence[str], taus, P):
+    """C7's pair and reference: ``(finetuned, other)``. The finetuned model continues a copy of ``tiny`` for
+    ``ft_steps`` at ``ft_lr`` on data with ``trigger_boost`` x more triggers (seed + 7); ``other`` is the main
+    recipe trained again from seed + 1 (None unless ``dyn_second_seed``)."""
+    ft, _, _ = train_dynamics(
+        bb,
+        cfg,
+        P.ft_steps,
+        P.ft_steps,
+        P.ft_lr,
+        P.dyn_batch,
+        P.dyn_seq,
+        eval_ids,
+        eval_labels,
+        taus,
+        seed=P.seed + 7,
+        model=copy.deepcopy(tiny),
+        trigger_boost=P.trigger_boost,
+        desc="finetune",
+    )
+    other = (
+        train_dynamics(
+            bb,
+            cfg,
+            P.dyn_steps,
+            P.dyn_steps,
+            P.dyn_lr,
+            P.dyn_batch,
+            P.dyn_seq,
+            eval_ids,
+            eval_labels,
+            taus,
+            seed=P.seed + 1,
+            min_lr_ratio=P.dyn_min_lr_ratio,
+        )[0]
+        if P.dyn_second_seed
+        else None
+    )
+    return ft, other
+
+
+def score_samples(variants: dict, eval_ids: np.ndarray, score: str = "ahon_ln") -> dict[str, np.ndarray]:
+    """name -> one score of every (input, layer, head) of ``eval_ids`` (``[input, pos]``), flattened, for each
+    model of ``variants`` (name -> model)."""
+    ids_t = torch.as_tensor(eval_ids)
+    return {k: model_scores(m, ids_t, [score])[score].ravel() for k, m in variants.items()}

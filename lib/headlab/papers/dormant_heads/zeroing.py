@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from ... import heads
-from .scores import SCORES, check_scores
+from .scores import PAPER_SCORES, SCORES, check_scores
 from .tasks import Task
 
 # --------------------------------------------------------------------------------------------
@@ -183,3 +183,58 @@ def sweep(
             per_item[n, p] = r["per_item"]
             freq[n, p] = f
     return pd.DataFrame(rows), {"per_item": per_item, "freq": freq}
+
+
+# --------------------------------------------------------------------------------------------
+# every model and dataset: the notebook's calibration passes and sweeps
+# --------------------------------------------------------------------------------------------
+
+
+def calibration_score_names(swept: Sequence[Sequence[str]]) -> list[str]:
+    """The scores a calibration pass records, in ``SCORES`` order: the paper's 14 (random excepted, it
+    has no score) and any other function that some sweep of ``swept`` (lists of names) uses, e.g. the
+    post-W_O variants on the gpu profile."""
+    names = {n for ns in swept for n in ns}
+    return [n for n in SCORES if n != "random" and (n in PAPER_SCORES or n in names)]
+
+
+def calibrate_all(lms: dict, tasks: dict, names: Sequence[str]) -> dict[tuple[str, str], Calibration]:
+    """(model, dataset) -> ``calibrate``: every dataset of ``tasks[model]`` on every model of ``lms``
+    (name -> (model, tokenizer))."""
+    cal = {}
+    for name, (m, tok) in lms.items():
+        for tname, task in tasks[name].items():
+            cal[name, tname] = calibrate(m, tok, task, names)
+    return cal
+
+
+def sweep_plan(
+    models: Sequence[str],
+    mc_scores: Sequence[Sequence[str]],
+    nll_scores: Sequence[str],
+    nll_models: int,
+    mmlu_scores: Sequence[str],
+) -> dict[str, list[tuple[str, list[str]]]]:
+    """model -> [(dataset, score names)] to sweep: generated MC with the model's own list of
+    ``mc_scores``, next-token loss on the first ``nll_models`` models, MMLU when ``mmlu_scores`` is set."""
+    return {
+        name: [("generated_mc", mc_scores[i])]
+        + ([("text_nll", nll_scores)] if i < nll_models else [])
+        + ([("mmlu", mmlu_scores)] if mmlu_scores else [])
+        for i, name in enumerate(models)
+    }
+
+
+def run_sweeps(
+    lms: dict, tasks: dict, cal: dict, plan: dict, quantiles: Sequence[float], seed: int = 0
+) -> tuple[pd.DataFrame, dict]:
+    """``sweep`` every (model, dataset, scores) of ``plan`` against its calibration pass ``cal``. Returns
+    all curves in one table and ``extra[(model, dataset)]``, ``sweep``'s per-item results and frequencies."""
+    curves, extra = [], {}
+    for name, (m, tok) in lms.items():
+        for tname, names in plan[name]:
+            c, extra[name, tname] = sweep(
+                m, tok, tasks[name][tname], names, quantiles, cal[name, tname], model_name=name, seed=seed
+            )
+            curves.append(c)
+    return pd.concat(curves, ignore_index=True), extra

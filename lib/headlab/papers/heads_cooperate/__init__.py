@@ -1,6 +1,8 @@
 """Count01: do attention heads compete or cooperate during counting? (Zsámboki et al., arXiv 2502.06923)
 
-Everything the notebook ``03_heads_cooperate`` computes, as plain functions (no plotting).
+Everything the notebook ``03_heads_cooperate`` computes, as plain functions (no plotting); the notebook's tables
+are built by ``task_examples`` (task.py), ``analysis_frames``, ``run_params``, ``heads_by_h`` and ``summary_table``
+(tables.py) and ``dynamics_frames``, ``plateau_summary`` and ``counting_heads`` (dynamics.py).
 
 The paper's code is not released and its exact task format could not be read, so the format here is a
 **reconstruction** (see ``TaskSpec``): a string of ``0``/``1`` digits with ``2`` as noise; the label is
@@ -40,10 +42,19 @@ from .analysis import (
     ratio_sweep,
     roc_auc,
 )
-from .dynamics import dynamics_row, plateau_steps, prior_entropy, steps_to_solve
+from .dynamics import (
+    counting_heads,
+    dynamics_frames,
+    dynamics_row,
+    plateau_steps,
+    plateau_summary,
+    prior_entropy,
+    steps_to_solve,
+)
 from .model import INITS, correct, decision_direction, decision_logits, loss, make_model, predict
 from .runs import eval_sets, grid_jobs, train_many
 from .scaling import COUNTING_AUC, NONCOUNTING_AUC, analyse, count_grid_set, rule_map
+from .tables import FRAMES, analysis_frames, counting_class, heads_by_h, run_params, summary_table
 from .task import (
     BOS,
     EOS,
@@ -60,6 +71,7 @@ from .task import (
     next_token_dist_B,
     sample_sentences_B,
     sample_strings,
+    task_examples,
     test_set,
     train_batch,
 )
@@ -71,6 +83,7 @@ __all__ = [
     "COUNTING_AUC",
     "Decomp",
     "EOS",
+    "FRAMES",
     "INERT_FRAC",
     "INITS",
     "NONCOUNTING_AUC",
@@ -87,20 +100,25 @@ __all__ = [
     "ZERO",
     "aggregation",
     "analyse",
+    "analysis_frames",
     "best_threshold_acc",
     "checkpoint_heads",
     "correct",
     "count_grid_set",
+    "counting_class",
+    "counting_heads",
     "decision_direction",
     "decision_logits",
     "decompose",
     "describe",
+    "dynamics_frames",
     "dynamics_row",
     "edit_row",
     "eval_sets",
     "evaluate",
     "grid_jobs",
     "head_metrics",
+    "heads_by_h",
     "inert_mask",
     "intervene_logits",
     "interventions",
@@ -111,15 +129,19 @@ __all__ = [
     "make_model",
     "next_token_dist_B",
     "plateau_steps",
+    "plateau_summary",
     "predict",
     "prior_entropy",
     "ratio_sweep",
     "roc_auc",
     "rule_map",
+    "run_params",
     "sample_sentences_B",
     "sample_strings",
     "save_weights",
     "steps_to_solve",
+    "summary_table",
+    "task_examples",
     "test_set",
     "train_batch",
     "train_many",

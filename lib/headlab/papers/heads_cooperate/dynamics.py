@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from .scaling import COUNTING_AUC
 from .training import RunSpec
@@ -54,3 +55,56 @@ def dynamics_row(res: dict, prior: float, min_plateau_steps: int) -> dict:
         row["gap"] = float(np.mean(g)) if g else math.nan
         row["n_inert"] = res["analysis"]["summary"]["n_inert"]
     return row
+
+
+# -- the notebook's dynamics tables (Fig. 8) ---------------------------------------------------------
+def dynamics_frames(
+    logs: pd.DataFrame, runs: dict, dyn: dict, dyn_seeds, prior: dict, min_plateau_steps: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dynamics study's runs (format ``v``, H in ``dyn[v]``, seed in ``dyn_seeds``): their training
+    ``logs`` rows, and one row per run (``runs``: ``{(variant, H, seed): train_run result}``) with its plateau
+    at ``prior[variant]`` (``plateau_steps``), steps to 95 % accuracy, final accuracy and whether it plateaus
+    (at least ``min_plateau_steps``)."""
+
+    def in_dyn(v, H, s):
+        return v in dyn and H in dyn[v] and s in dyn_seeds
+
+    d = logs[[in_dyn(*k) for k in zip(logs.variant, logs.H, logs.seed, strict=True)]]
+    plat = pd.DataFrame(
+        [
+            {
+                "variant": k[0],
+                "H": k[1],
+                "seed": k[2],
+                "plateau_steps": plateau_steps(r["log"], prior[k[0]]),
+                "steps_to_95": steps_to_solve(r["log"]),
+                "final_acc": r["log"][-1]["test_acc"],
+            }
+            for k, r in runs.items()
+            if in_dyn(*k)
+        ]
+    )
+    plat["plateaus"] = plat.plateau_steps >= min_plateau_steps
+    return d, plat
+
+
+def plateau_summary(plat: pd.DataFrame) -> pd.DataFrame:
+    """Per format and H of ``dynamics_frames``: seeds, seeds that plateau, longest plateau, median steps to
+    95 % and the lowest final accuracy."""
+    return plat.groupby(["variant", "H"]).agg(
+        seeds=("seed", "size"),
+        plateaus=("plateaus", "sum"),
+        max_plateau_steps=("plateau_steps", "max"),
+        median_steps_to_95=("steps_to_95", "median"),
+        min_final_acc=("final_acc", "min"),
+    )
+
+
+def counting_heads(heads: pd.DataFrame) -> pd.DataFrame:
+    """Counting heads (AUC >= ``COUNTING_AUC``) per model of ``heads`` (one row per head)."""
+    return (
+        heads.groupby(["variant", "H", "seed"])
+        .apply(lambda d: (d.auc >= COUNTING_AUC).sum(), include_groups=False)
+        .rename("counting_heads")
+        .reset_index()
+    )

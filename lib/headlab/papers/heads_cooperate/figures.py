@@ -65,6 +65,9 @@ def fig3b_head_metrics_one_model(g: pd.DataFrame):
     return fig
 
 
+FIG4_COLUMNS = ["variant", "H", "seed", "head", "auc", "counting", "w01", "w02"] + [m for m, _, _ in MASS_PARTS]
+
+
 def fig4_attention_signatures(hA: pd.DataFrame):
     """Left: every head's attention ratios w01, w02 by counting class. Right: where each head of the
     representative model looks at the decision position. ``hA``: one row per head of every model."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -193,3 +194,28 @@ def describe(b: Batch) -> dict:
         "near_tie_rate": b.near_tie.float().mean().item(),
         "mean_length": (b.n0 + b.n1 + b.n2).float().mean().item(),
     }
+
+
+def task_examples(spec: dict[str, TaskSpec], n: int = 6, seed: int = 5, variants=("A", "B")) -> pd.DataFrame:
+    """Fig. 1: the same ``n`` strings (``test_set`` with ``seed``) in each format of ``variants`` (``spec``:
+    ``{variant: TaskSpec}``), one row each: tokens, counts, label, decision position and the target there
+    (format A: the answer token; format B: ``EOS`` for a sentence of the language, else a digit)."""
+    rows = []
+    for v in variants:
+        b = test_set(spec[v], n, seed)
+        for i in range(len(b)):
+            y = int(b.y[i])
+            rows.append(
+                {
+                    "variant": v,
+                    "example": i,
+                    "tokens": " ".join(TOKEN_NAMES[t] for t in b.ids[i].tolist() if t != PAD),
+                    "n0": int(b.n0[i]),
+                    "n1": int(b.n1[i]),
+                    "n2": int(b.n2[i]),
+                    "label_more_ones": y,
+                    "decision_pos": int(b.pos[i]),
+                    "target": ("1" if y else "0") if v == "A" else ("EOS" if y else "a digit"),
+                }
+            )
+    return pd.DataFrame(rows)

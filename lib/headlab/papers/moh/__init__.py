@@ -31,10 +31,13 @@ MHA's output is a sum over heads, ``sum_i H^i W_O^i``. MoH weights that sum per 
   released configs included), analytic FLOPs under perfect skipping, head-redundancy metrics (Table B).
 * Experiments: a tiny ViT on scikit-learn's digits, a byte-level LM on the shipped multi-domain
   corpus, a SmolLM2 conversion with the query-norm router by hooks, and an attention speed benchmark.
+* The notebook's analyses of the trained models (``analysis``: Fig. 3's loads, Table B) and the per-unit CSVs
+  behind its claims table (``claims_data``).
 """
 
 from __future__ import annotations
 
+from .analysis import last_layer_dependence, last_layer_loads, redundancy_table
 from .checks import (
     RELEASED_CONFIGS,
     activated_fraction,
@@ -45,7 +48,17 @@ from .checks import (
     model_activated_fraction,
     structural_checks,
 )
-from .convert import continue_tune, conversion_table, eval_texts, query_norm_routing, window_nll
+from .claims_data import claims_units
+from .convert import (
+    continue_tune,
+    conversion_table,
+    eval_and_tune_windows,
+    eval_texts,
+    query_norm_routing,
+    released_routing,
+    tuning_curve,
+    window_nll,
+)
 from .instrument import (
     collect_routing,
     head_load,
@@ -82,7 +95,7 @@ from .lm import (
     run_lm,
     train_lm,
 )
-from .speed import speed_benchmark
+from .speed import speed_benchmark, speed_report, speed_table
 from .units import conversion_windows, redundancy_units, routing_units, vit_correct, window_losses, window_nlls
 from .vit import VIT_VARIANTS, TinyViT, digits, run_vit, train_vit, vit_summary
 
@@ -103,6 +116,7 @@ __all__ = [
     "balance_value",
     "balanced_example",
     "build_lm",
+    "claims_units",
     "collect_routing",
     "continue_tune",
     "conversion_table",
@@ -110,10 +124,13 @@ __all__ = [
     "digits",
     "domain_data",
     "domain_losses",
+    "eval_and_tune_windows",
     "eval_texts",
     "gate_sum_errors",
     "head_load",
     "head_redundancy",
+    "last_layer_dependence",
+    "last_layer_loads",
     "layer_flops",
     "lm_config",
     "lm_routing",
@@ -125,7 +142,9 @@ __all__ = [
     "moh",
     "moh_layers",
     "query_norm_routing",
+    "redundancy_table",
     "redundancy_units",
+    "released_routing",
     "routing_records",
     "routing_units",
     "run_lm",
@@ -134,10 +153,13 @@ __all__ = [
     "score_table",
     "set_mode",
     "speed_benchmark",
+    "speed_report",
+    "speed_table",
     "structural_checks",
     "topk_mask",
     "train_lm",
     "train_vit",
+    "tuning_curve",
     "vit_correct",
     "vit_summary",
     "window_losses",

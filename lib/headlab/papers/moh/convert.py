@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from headlab import heads
+from headlab import data, heads
 
+from .checks import activation_counts
 from .layer import EPS, topk_mask
 
 # ----------------------------------------------------------------------------------------------
@@ -97,6 +98,13 @@ def window_nll(model, ids: torch.Tensor, batch: int = 4) -> float:
     return tot / cnt
 
 
+def eval_and_tune_windows(tok, texts: Sequence[str], seq: int, n_eval: int, n_tune: int):
+    """``n_eval + n_tune`` windows of ``seq`` tokens (``eval_texts``): the first ``n_eval`` ``[window, seq]``
+    for evaluation, the rest for continued tuning."""
+    windows = eval_texts(tok, texts, seq, n_eval + n_tune)
+    return windows[:n_eval], windows[n_eval:]
+
+
 def conversion_table(
     model, ids: torch.Tensor, budgets: dict[str, tuple[int, int]], random_seeds=(0, 1, 2)
 ) -> pd.DataFrame:
@@ -163,3 +171,40 @@ def continue_tune(
     df = pd.DataFrame(rows)
     df["ppl"] = np.exp(df["nll"])
     return df
+
+
+def tuning_curve(
+    model,
+    train_ids: torch.Tensor,
+    eval_ids: torch.Tensor,
+    t4: pd.DataFrame,
+    budget: str,
+    heads_k: tuple[int, int],
+    steps: int,
+    lr: float,
+    batch: int,
+) -> pd.DataFrame:
+    """Fig. 2: ``continue_tune`` of the query-norm conversion at ``budget`` (``heads_k`` = its (h_s, K)) for
+    ``steps`` steps, evaluated at the end, after a step-0 row taken from Table 4 (``t4``'s query-norm row of that
+    budget); ``original_ppl`` is the unconverted model's perplexity."""
+    hs, k = heads_k
+    f2 = continue_tune(model, train_ids, eval_ids, hs, k, steps, lr=lr, batch=batch, eval_at=[steps])
+    start = t4[(t4.budget == budget) & (t4.router == "query_norm")]
+    f2 = pd.concat(
+        [pd.DataFrame({"step": [0], "tokens": [0], "nll": start.nll.values, "ppl": start.ppl.values}), f2],
+        ignore_index=True,
+    )
+    f2["original_ppl"] = t4.ppl[t4.router == "original"].iloc[0]
+    return f2
+
+
+def released_routing(model, tok, n_shared: int = 16, top_k: int = 8) -> tuple[pd.DataFrame, list[int]]:
+    """The released MoH-LLaMA3-8B (paper profile): NLL on 16 windows of 256 tokens of shipped prose without
+    routing and with the query-norm router (``n_shared`` shared heads + the top ``top_k`` of the others), and the
+    distinct numbers of active heads per token per layer under routing."""
+    ids = eval_texts(tok, [p["text"] for p in data.paragraphs("prose", min_chars=2000, max_chars=8000)], 256, 16)
+    hub_rows = [{"routing": "none (all 32 heads)", "nll": window_nll(model, ids)}]
+    with query_norm_routing(model, n_shared, top_k, "query_norm", ste=False, record=True) as st:
+        hub_rows.append({"routing": "query norm, 16 shared + top-8 of 16", "nll": window_nll(model, ids)})
+    counts = activation_counts({l: {"mask": torch.cat(v)} for l, v in st["masks"].items()})
+    return pd.DataFrame(hub_rows), sorted({c for v in counts.values() for c in v})

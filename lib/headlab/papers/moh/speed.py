@@ -123,3 +123,30 @@ def speed_benchmark(
         reps
     )  # per-repeat times (round-robin: repeat r of every implementation together)
     return df
+
+
+def speed_table(P) -> pd.DataFrame:
+    """Table 7 at profile ``P``: ``speed_benchmark`` over ``P.speed_seqs`` and ``P.speed_budgets``, with the
+    layer's shape, device and dtype as columns (for the figure's title); ``.attrs["repeats"]`` keeps the
+    per-repeat times."""
+    t7 = speed_benchmark(
+        P.speed_seqs,
+        P.speed_budgets,
+        n_heads=P.speed_heads,
+        d_head=P.speed_d_head,
+        batch=P.speed_batch,
+        repeats=P.speed_repeats,
+        device=P.device,
+        dtype=getattr(torch, P.speed_dtype),
+        seed=P.seed,
+    )
+    for k, v in dict(heads=P.speed_heads, d_head=P.speed_d_head, device=str(P.device), dtype=P.speed_dtype).items():
+        t7[k] = v  # for the title (t7.attrs keeps the per-repeat times)
+    return t7
+
+
+def speed_report(t7: pd.DataFrame) -> str:
+    """Time relative to MHA, then tokens per second, per (variant, mode) and sequence length."""
+    rel = t7.pivot_table(index=["variant", "mode"], columns="seq", values="time_vs_mha", sort=False).round(2)
+    tps = t7.pivot_table(index=["variant", "mode"], columns="seq", values="tokens_per_s", sort=False).round(0)
+    return f"{rel.to_string()}\n\ntokens/s:\n{tps.to_string()}"
