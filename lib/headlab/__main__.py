@@ -1,4 +1,4 @@
-"""Command line: ``python -m headlab {run,replot,claims,report,cache,bench,list,ship}``."""
+"""Command line: ``python -m headlab {run,replot,claims,report,cache,bench,list,ship,lenses}``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 
 from .profiles import NOTEBOOKS
 
-# every notebook's figures are drawn by headlab.papers.<paper>.figures from their tidy CSVs (a FROM_CSV registry)
-REPLOT = {name: f"headlab.papers.{nb.paper}.figures" for name, nb in NOTEBOOKS.items()}
+# every notebook's figures are drawn by <module>.figures from their tidy CSVs (a FROM_CSV registry); the module is
+# headlab.papers.<paper> unless the notebook's params file names another (06: headlab.lenses)
+REPLOT = {name: f"{nb.module}.figures" for name, nb in NOTEBOOKS.items()}
 
 
 def main(argv=None) -> int:
@@ -76,6 +77,17 @@ def main(argv=None) -> int:
     s.add_argument("action", choices=["pack", "unpack"])
     s.add_argument("models", nargs="*", help="pack: offline model names (default: smollm2-135m)")
     s.add_argument("--max-mb", type=int, default=28, help="pack: largest part in MiB (28: README's GPU call plan)")
+    le = sub.add_parser("lenses", help="every head of one model through five lenses: a tidy table and figures")
+    le.add_argument("model", help="an offline model name, a hub id, or a local model folder")
+    le.add_argument("--texts", default="prose,code,dialogue", help="comma-separated text types of data/corpus")
+    le.add_argument("--per-type", type=int, default=2, help="windows per text type")
+    le.add_argument("--tokens", type=int, default=96, help="tokens per window")
+    le.add_argument(
+        "--ablate", type=int, default=12, help="heads ablated exactly at random (plus half as many dormant)"
+    )
+    le.add_argument("--attn", default="eager", help="attention implementation (the lenses need eager)")
+    le.add_argument("--device", default="cpu")
+    le.add_argument("--out", default="lenses-out", help="output folder")
     a = ap.parse_args(argv)
 
     from .profiles import ProfileError
@@ -162,6 +174,19 @@ def main(argv=None) -> int:
                     f"{n}: {mf.relative_to(mf.parents[1])} + {len(parts)} parts: "
                     + ", ".join(f"{p['file']} ({p['bytes'] / ship.MiB:.1f} MiB)" for p in parts)
                 )
+            return 0
+        if a.cmd == "lenses":
+            from pathlib import Path
+
+            from .lenses.cli import run as lenses
+            from .models import OfflineError
+
+            try:
+                lenses(a.model, Path(a.out), a.texts.split(","), a.per_type, a.tokens, a.ablate, a.ablate // 2,
+                       a.device, a.attn)  # fmt: skip
+            except (ValueError, OfflineError) as e:
+                print(f"headlab: error: {e}", file=sys.stderr)
+                return 2
             return 0
         if a.cmd == "list":
             from .models import OFFLINE_MODELS

@@ -62,6 +62,7 @@ BUILDERS = {
     "heads_cooperate": "headlab.papers.heads_cooperate.claims",
     "attention_sinks": "headlab.papers.attention_sinks.claims",
     "moh": "headlab.papers.moh.claims",
+    "five_lenses": "headlab.lenses.claims",
 }
 
 

@@ -40,6 +40,11 @@ class Notebook:
     params: dict[str, dict] = field(default_factory=dict)  # profile -> parameters
     paper_needs_hub: bool = True  # False where profile=paper trains its own models (nothing to download)
     rehearse: dict | None = None  # toy sizes for a CPU rehearsal of the gpu profile (see ``resolve``)
+    module: str = ""  # the package holding its figures (FROM_CSV) and claims (build); default headlab.papers.<paper>
+
+    def __post_init__(self):
+        if not self.module:
+            object.__setattr__(self, "module", f"headlab.papers.{self.paper}")
 
 
 def load_params(path: Path) -> Notebook:
@@ -52,7 +57,7 @@ def load_params(path: Path) -> Notebook:
         d = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ProfileError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
-    extra = set(d) - {"paper", "title", "paper_needs_hub", "profiles", "rehearse"}
+    extra = set(d) - {"paper", "title", "paper_needs_hub", "profiles", "rehearse", "module"}
     if extra or "smoke" not in (d.get("profiles") or {}):
         raise ProfileError(f"{path.name}: needs paper, title and profiles.smoke; unknown keys {sorted(extra)}")
     prof = d["profiles"]
@@ -63,7 +68,9 @@ def load_params(path: Path) -> Notebook:
             raise ProfileError(f"{path.name}: {part} sets {unknown}, which smoke does not define")
     gpu = {**smoke, **(prof.get("gpu") or {})}
     params = {"smoke": smoke, "gpu": gpu, "paper": {**gpu, **(prof.get("paper") or {})}}
-    return Notebook(name, d["paper"], d["title"], params, d.get("paper_needs_hub", True), d.get("rehearse"))
+    return Notebook(
+        name, d["paper"], d["title"], params, d.get("paper_needs_hub", True), d.get("rehearse"), d.get("module", "")
+    )
 
 
 NOTEBOOKS: dict[str, Notebook] = {

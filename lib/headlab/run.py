@@ -80,6 +80,9 @@ def clean(nb: dict, drop_injected: bool) -> dict:
     for i, c in enumerate(nb["cells"]):  # papermill leaves execution counts from its own run; renumber
         if c["cell_type"] == "code" and c.get("execution_count") is not None:
             c["execution_count"] = i + 1
+            for o in c.get("outputs", []):  # an execute_result carries the count too
+                if "execution_count" in o:
+                    o["execution_count"] = i + 1
     return nb
 
 
