@@ -21,18 +21,8 @@ import torch
 from .. import heads
 from ..data import paragraphs
 from ..models import bos_id, encode
+from ..papers.dha_fusion.cka import cka_matrix
 from ..train import progress_bar
-
-
-def _cka(acts: torch.Tensor) -> torch.Tensor:
-    """Pairwise linear CKA of ``n`` heads' activations ``[n, tokens, d]`` -> ``[n, n]`` (columns centred)."""
-    n, N, d = acts.shape
-    A = acts.double() - acts.double().mean(1, keepdim=True)
-    A = A.transpose(0, 1).reshape(N, n * d)
-    C = (A.T @ A).view(n, d, n, d).permute(0, 2, 1, 3)  # [n, n, d, d] = X_i^T X_j
-    fro2 = C.pow(2).sum((-1, -2))
-    diag = fro2.diagonal().sqrt().clamp_min(1e-30)
-    return fro2 / (diag[:, None] * diag[None, :])
 
 
 def nearest_cka(acts: torch.Tensor) -> torch.Tensor:
@@ -40,7 +30,7 @@ def nearest_cka(acts: torch.Tensor) -> torch.Tensor:
     n = acts.shape[0]
     if n < 2:
         return torch.full((n,), float("nan"), dtype=torch.float64)
-    c = _cka(acts)
+    c = torch.from_numpy(cka_matrix(acts))  # DHA's pairwise linear CKA, [n, n]
     c.fill_diagonal_(-float("inf"))
     return c.max(-1).values
 
