@@ -7,7 +7,6 @@ masked implementation (compute skipping) and the released configurations' head b
 import pandas as pd
 import pytest
 import torch
-import transformers as tf
 
 from headlab import heads
 from headlab.data import ByteTokenizer
@@ -200,18 +199,8 @@ def test_activated_fraction_of_released_configs():
     assert moh.model_activated_fraction(m) == pytest.approx((8 + 4) / 16)
 
 
-def test_query_norm_hooks_on_hf_llama():
-    torch.manual_seed(0)
-    cfg = tf.LlamaConfig(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = tf.LlamaForCausalLM(cfg).eval()
+def test_query_norm_hooks_on_hf_llama(tiny_llama):
+    model = tiny_llama
     ids = torch.randint(0, 97, (2, 12))
     seen = {}
     hook = model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, i, o: seen.__setitem__("q", o))

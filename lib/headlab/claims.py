@@ -448,9 +448,20 @@ def rebuild(paper: str, profile: str, folder: Path | None = None) -> Claims:
     return builder(paper).build(folder, profile)
 
 
+def saved(folder: Path, name: str) -> Path | None:
+    """The path of a run's tidy table ``<name>.csv``, or of its gzipped copy ``<name>.csv.gz`` (large per-unit
+    tables of committed runs are stored compressed to keep the repository small); None if neither exists."""
+    for path in (Path(folder) / f"{name}.csv", Path(folder) / f"{name}.csv.gz"):
+        if path.exists():
+            return path
+    return None
+
+
 def read(folder: Path, name: str) -> pd.DataFrame:
-    """A saved tidy CSV of a run, with a clear error when it is missing."""
-    path = Path(folder) / f"{name}.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: the claims need this CSV; rerun the notebook that writes it")
+    """A saved tidy CSV of a run (plain or gzipped, see ``saved``), with a clear error when it is missing."""
+    path = saved(folder, name)
+    if path is None:
+        raise FileNotFoundError(
+            f"{Path(folder) / name}.csv: the claims need this CSV; rerun the notebook that writes it"
+        )
     return pd.read_csv(path)

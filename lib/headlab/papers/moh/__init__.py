@@ -50,6 +50,9 @@ from .checks import (
 )
 from .claims_data import claims_units
 from .convert import (
+    CONVERSION_ROUTERS,
+    Calibration,
+    calibrate,
     continue_tune,
     conversion_table,
     eval_and_tune_windows,
@@ -59,6 +62,7 @@ from .convert import (
     tuning_curve,
     window_nll,
 )
+from .flex_bench import flex_benchmark
 from .instrument import (
     collect_routing,
     head_load,
@@ -95,6 +99,17 @@ from .lm import (
     run_lm,
     train_lm,
 )
+from .routers import (
+    head_loads,
+    layer_damage,
+    router_windows,
+    selection_agreement,
+    smollm_windows,
+    table4_summary,
+    tuning_runs,
+    tuning_summary,
+)
+from .rules_routers import layer_damage_summary, loads_table, mechanism_evidence, mechanism_sentence
 from .speed import speed_benchmark, speed_report, speed_table
 from .units import conversion_windows, redundancy_units, routing_units, vit_correct, window_losses, window_nlls
 from .vit import VIT_VARIANTS, TinyViT, digits, run_vit, train_vit, vit_summary
@@ -142,6 +157,22 @@ __all__ = [
     "moh",
     "moh_layers",
     "query_norm_routing",
+    "CONVERSION_ROUTERS",
+    "Calibration",
+    "calibrate",
+    "head_loads",
+    "layer_damage",
+    "router_windows",
+    "selection_agreement",
+    "table4_summary",
+    "tuning_runs",
+    "tuning_summary",
+    "flex_benchmark",
+    "smollm_windows",
+    "layer_damage_summary",
+    "loads_table",
+    "mechanism_evidence",
+    "mechanism_sentence",
     "redundancy_table",
     "redundancy_units",
     "released_routing",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,60 +20,141 @@ from .layer import EPS, topk_mask
 # ----------------------------------------------------------------------------------------------
 
 
+CONVERSION_ROUTERS = ("query_norm", "inverse", "random", "static", "calibrated", "oracle")
+
+
+@dataclass
+class Calibration:
+    """Per-layer, per-head statistics of the unconverted model on calibration windows (not the evaluation
+    ones): the pre-RoPE query norm's mean and SD over tokens, and the mean ``z`` (o_proj input)."""
+
+    norm_mean: torch.Tensor  # [layer, head]
+    norm_sd: torch.Tensor  # [layer, head]
+    z_mean: torch.Tensor  # [layer, head, d_head]
+    tokens: int
+
+
+@contextlib.contextmanager
+def _queries(hd: heads.Heads, layers):
+    """Keep each layer's ``q_proj`` output (``[batch, pos, head * d_head]``, before RoPE) of the current forward."""
+    q: dict[int, torch.Tensor] = {}
+    handles = [hd.attn(l).q_proj.register_forward_hook(lambda _m, _i, out, l=l: q.__setitem__(l, out)) for l in layers]
+    try:
+        yield q
+    finally:
+        for h_ in handles:
+            h_.remove()
+
+
+@torch.no_grad()
+def calibrate(model, ids: torch.Tensor, batch: int = 4) -> Calibration:
+    """``Calibration`` from windows ``ids`` ``[n, seq]`` (token-weighted over all windows)."""
+    hd = heads.Heads(model)
+    h, dh, L = hd.n_heads, hd.d_head, hd.n_layers
+    s1, s2, zs, n = torch.zeros(L, h), torch.zeros(L, h), torch.zeros(L, h, dh), 0
+    with _queries(hd, range(L)) as q:
+        for s in range(0, len(ids), batch):
+            x = ids[s : s + batch].to(model.device)
+            with heads.capture(model, z=True) as cache:
+                model(input_ids=x)
+            for l in range(L):
+                norms = q[l].float().view(*x.shape, h, dh).norm(dim=-1).flatten(0, 1).cpu()  # [tokens, head]
+                s1[l] += norms.sum(0)
+                s2[l] += norms.pow(2).sum(0)
+                zs[l] += cache.z[l].float().flatten(0, 1).sum(0).cpu()  # z [batch, pos, head, d_head]
+            n += x.numel()
+    mean = s1 / n
+    return Calibration(mean, (s2 / n - mean**2).clamp_min(0).sqrt(), zs / n, n)
+
+
+def _output_gram(hd: heads.Heads, l: int) -> torch.Tensor:
+    """``[head, d_head, d_head]`` W_O^h.T W_O^h, so that ||z_h W_O^h||^2 = z_h G_h z_h (the oracle's score)."""
+    w = hd.o_proj(l).weight.float()  # [d_model, head * d_head]
+    w = w.view(w.shape[0], hd.n_heads, hd.d_head).permute(1, 0, 2)  # [head, d_model, d_head]
+    return w.transpose(1, 2) @ w
+
+
+def router_scores(
+    router: str, q: torch.Tensor, z: torch.Tensor, l: int, n_shared: int, calib=None, gram=None
+) -> tuple[torch.Tensor, bool]:
+    """The routed heads' scores ``[batch, pos, E]`` for ``router`` and whether the top-K is the largest.
+    ``q`` ``[batch, pos, head, d_head]`` pre-RoPE queries, ``z`` the o_proj input of the same layer."""
+    qn = q[:, :, n_shared:].float().norm(dim=-1)  # [batch, pos, E]
+    if router in ("query_norm", "inverse"):
+        return (qn / qn.std(-1, keepdim=True).clamp_min(EPS)).softmax(-1), router == "query_norm"
+    if router == "static":  # the same heads for every token: the largest mean norm over calibration tokens
+        return calib.norm_mean[l, n_shared:].to(qn.device).expand_as(qn), True
+    if router == "calibrated":  # each head's norm z-scored over calibration tokens
+        c = calib.norm_mean[l, n_shared:].to(qn.device), calib.norm_sd[l, n_shared:].to(qn.device)
+        return (qn - c[0]) / c[1].clamp_min(EPS), True
+    if router == "oracle":  # ||z_h W_O^h|| per token: what each head adds to the residual stream
+        zr = z[:, :, n_shared:].float()
+        return torch.einsum("bthd,hde,bthe->bth", zr, gram[n_shared:], zr).clamp_min(0).sqrt(), True
+    raise ValueError(f"router must be one of {CONVERSION_ROUTERS}, not {router!r}")
+
+
 @contextlib.contextmanager
 def query_norm_routing(
-    model, n_shared: int, top_k: int, router: str = "query_norm", seed: int = 0, ste: bool = True, record: bool = False
+    model,
+    n_shared: int,
+    top_k: int,
+    router: str = "query_norm",
+    seed: int = 0,
+    ste: bool = True,
+    record: bool = False,
+    calib: Calibration | None = None,
+    ablation: str = "zero",
+    layers=None,
 ):
     """Route a pretrained (HF llama-style) model's heads per token without touching its attention code:
     a forward hook on each ``q_proj`` keeps the queries, and a ``headlab.heads.intervene`` edit at the
     ``o_proj`` input multiplies each head's output by its gate. Heads ``0..n_shared-1`` are always on;
     of the rest, the ``top_k`` with the largest query norm (``query_norm``), the smallest
-    (``inverse``) or uniformly random ones (``random``, seeded) are on. Gates are binary; with
-    ``ste`` and grad enabled the backward pass goes through the softmax of the std-normalised norms.
-    Yields a dict whose ``"masks"`` (if ``record``) collects ``[B, T, h]`` per layer per forward."""
-    if router not in ("query_norm", "inverse", "random"):
-        raise ValueError(f"router must be query_norm, inverse or random, not {router!r}")
+    (``inverse``), uniformly random ones (``random``, seeded), the largest calibration-mean norm
+    (``static``), the largest per-head z-scored norm (``calibrated``) or the largest ||z_h W_O^h||
+    (``oracle``) are on. Dropped heads are zeroed (``ablation="zero"``) or set to their calibration mean
+    (``"mean"``); ``layers`` converts only those layers (default all). Gates are binary; with
+    ``ste`` and grad enabled the backward pass goes through the softmax of the std-normalised norms
+    (query-norm routers). Yields a dict whose ``"masks"`` (if ``record``) collects ``[B, T, h]`` per layer."""
+    if router not in CONVERSION_ROUTERS:
+        raise ValueError(f"router must be one of {CONVERSION_ROUTERS}, not {router!r}")
+    if ablation not in ("zero", "mean"):
+        raise ValueError(f"ablation must be 'zero' or 'mean', not {ablation!r}")
+    if calib is None and (router in ("static", "calibrated") or ablation == "mean"):
+        raise ValueError(f"router {router!r} with {ablation} ablation needs a Calibration (moh.calibrate)")
     hd = heads.Heads(model)
     h, dh = hd.n_heads, hd.d_head
     E = h - n_shared
     if not 1 <= top_k <= E:
         raise ValueError(f"top_k={top_k} must be in 1..{E}")
-    queries: dict[int, torch.Tensor] = {}
+    layers = list(range(hd.n_layers)) if layers is None else list(layers)
     gen = torch.Generator().manual_seed(seed)
     state = {"masks": {}}
-    handles = []
-    for l in range(hd.n_layers):
-
-        def qhook(_m, _inp, out, l=l):
-            queries[l] = out
-
-        handles.append(hd.attn(l).q_proj.register_forward_hook(qhook))
+    grams = {l: _output_gram(hd, l) for l in layers} if router == "oracle" else {}
 
     def edit(view):
         q = queries.pop(view.layer)
         B, T = q.shape[:2]
-        qr = q.view(B, T, h, dh)[:, :, n_shared:]
         if router == "random":
             sel = topk_mask(torch.rand(B, T, E, generator=gen).to(q.device), top_k)
             r = sel.to(view.z.dtype)
         else:
-            norms = qr.float().norm(dim=-1)
-            score = (norms / norms.std(-1, keepdim=True).clamp_min(EPS)).softmax(-1)
-            sel = topk_mask(score, top_k, largest=router == "query_norm")
+            gram = grams[view.layer].to(q.device) if grams else None
+            score, largest = router_scores(router, q.view(B, T, h, dh), view.z, view.layer, n_shared, calib, gram)
+            sel = topk_mask(score, top_k, largest=largest)
             r = sel.to(view.z.dtype)
-            if ste and torch.is_grad_enabled():
+            if ste and torch.is_grad_enabled() and router in ("query_norm", "inverse"):
                 r = r + ((score - score.detach()) * sel).to(view.z.dtype)
         g = torch.cat([torch.ones(B, T, n_shared, dtype=r.dtype, device=r.device), r], -1)
         if record:
             state["masks"].setdefault(view.layer, []).append(g.detach().ne(0).cpu())
-        return view.z * g[..., None]
+        z = view.z * g[..., None]
+        if ablation == "mean":
+            z = z + (1 - g.detach())[..., None] * calib.z_mean[view.layer].to(z)
+        return z
 
-    try:
-        with heads.intervene(model, edit):
-            yield state
-    finally:
-        for hd_ in handles:
-            hd_.remove()
+    with _queries(hd, layers) as queries, heads.intervene(model, edit, layers=layers):
+        yield state
 
 
 def eval_texts(tok, texts: Sequence[str], seq: int, n: int) -> torch.Tensor:
@@ -140,20 +222,30 @@ def continue_tune(
     lr: float = 2e-5,
     batch: int = 2,
     eval_at: Sequence[int] = (),
+    router: str = "query_norm",
+    seed: int = 0,
+    nll=None,
 ) -> pd.DataFrame:
-    """A few steps of continued training of the converted model (query-norm router, binary gates with
-    the straight-through gradient; all weights trained, AdamW). Returns eval NLL at ``eval_at`` steps.
-    Restores the model's weights at the end."""
+    """A few steps of continued training of the converted model (``router``; query-norm: binary gates with
+    the straight-through gradient; ``"none"``: the unrouted model, the control; all weights trained, AdamW).
+    Returns eval NLL (``nll(model, eval_ids)``, default ``window_nll``) at ``eval_at`` steps. Restores the
+    model's weights at the end."""
+    nll = nll or window_nll
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     rows = []
     try:
-        with query_norm_routing(model, n_shared, top_k, "query_norm", ste=True):
+        routed = (
+            contextlib.nullcontext()
+            if router == "none"
+            else query_norm_routing(model, n_shared, top_k, router, seed=seed, ste=True)
+        )
+        with routed:
             for step in range(steps + 1):
                 if step in eval_at:
                     model.eval()
                     rows.append(
-                        {"step": step, "tokens": step * batch * train_ids.shape[1], "nll": window_nll(model, eval_ids)}
+                        {"step": step, "tokens": step * batch * train_ids.shape[1], "nll": nll(model, eval_ids)}
                     )
                 if step == steps:
                     break

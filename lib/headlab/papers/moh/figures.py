@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import PercentFormatter
 
+from .flex_bench import flex_speed
+
 
 def _variant_bars(ax, t: pd.DataFrame, col: str, label: str, horizontal: bool = False):
     """Mean over seeds per variant as bars (first variant grey: the baseline), each seed a dot."""
@@ -62,36 +64,94 @@ ROUTER_LABELS = {
     "query_norm": "query norm (largest)",
     "random": "random (mean of seeds)",
     "inverse": "inverse (smallest norms)",
+    "static": "static (largest mean norm)",
+    "calibrated": "per-head z-scored norm",
+    "oracle": "oracle ||z W_O||",
 }
+TUNE_LABELS = {"query_norm": "query-norm router", "random": "random router", "none": "unrouted control"}
 
 
 def table4(t4: pd.DataFrame):
-    """Table 4 analogue: SmolLM2 converted at step 0, perplexity per budget and router (bars: mean, whiskers:
-    min-max over random seeds). ``t4``: budget, router, seed, nll, ppl (one ``original`` row)."""
+    """Table 4 analogue: SmolLM2 converted at step 0, perplexity per budget, router and ablation of the dropped
+    heads (bars; whiskers: 95% interval, over windows or, for random, over seeds). ``t4``: budget, router,
+    ablation, ppl, ppl_lo, ppl_hi (one ``original`` row)."""
     orig = t4.ppl[t4.router == "original"].iloc[0]
-    agg = t4[t4.router != "original"].groupby(["budget", "router"], sort=False).ppl.agg(["mean", "min", "max"])
-    agg = agg.reset_index()
-    budgets = list(dict.fromkeys(agg.budget))
-    fig, ax = plt.subplots(figsize=(7, 3.3))
-    for i, r in enumerate(ROUTER_LABELS):
-        g = agg[agg.router == r]
-        xs = np.arange(len(g)) + (i - 1) * 0.27
-        ax.bar(xs, g["mean"], 0.27, label=ROUTER_LABELS[r])
-        ax.errorbar(xs, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", color="k", lw=1)
-    ax.axhline(orig, color="k", ls="--", label=f"original, 9/9 heads ({orig:.1f})")
-    ax.set_xticks(range(len(budgets)), [f"{b} heads" for b in budgets])
-    ax.set(yscale="log", ylabel="perplexity (prose, log scale)", title="SmolLM2-135M converted to MoH at step 0")
-    ax.legend(fontsize=8)
+    t = t4[t4.router != "original"]
+    budgets = list(dict.fromkeys(t.budget))
+    routers = [r for r in ROUTER_LABELS if r in set(t.router)]
+    abl = list(dict.fromkeys(t.ablation))
+    fig, axes = plt.subplots(1, len(budgets), figsize=(4.6 * len(budgets), 3.6), sharey=True, squeeze=False)
+    for ax, b in zip(axes[0], budgets, strict=False):
+        for j, ab in enumerate(abl):
+            g = t[(t.budget == b) & (t.ablation == ab)].set_index("router").reindex(routers)
+            xs = np.arange(len(routers)) + (j - (len(abl) - 1) / 2) * 0.38
+            ax.bar(xs, g.ppl, 0.38, label=f"dropped heads {ab}-ablated", color=f"C{j}")
+            err = [(g.ppl - g.ppl_lo).clip(lower=0), (g.ppl_hi - g.ppl).clip(lower=0)]
+            ax.errorbar(xs, g.ppl, yerr=err, fmt="none", color="k", lw=1)
+        ax.axhline(orig, color="k", ls="--", label=f"original, 9/9 heads ({orig:.1f})")
+        ax.set_xticks(range(len(routers)), [ROUTER_LABELS[r] for r in routers], rotation=35, ha="right", fontsize=8)
+        ax.set(yscale="log", title=f"{b} heads")
+    axes[0, 0].set_ylabel("perplexity (7 text types, log)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("SmolLM2-135M converted to MoH at step 0: routers", fontsize=10)
+    fig.tight_layout()
     return fig
 
 
 def fig2(f2: pd.DataFrame):
-    """Fig. 2 analogue: held-out perplexity over continue-tuning tokens. ``f2``: tokens, ppl, original_ppl."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(f2.tokens, f2.ppl, marker="o", label="MoH 7/9, query-norm router")
-    ax.axhline(f2.original_ppl.iloc[0], color="k", ls="--", label="original (9/9)")
-    ax.set(xlabel="training tokens", ylabel="perplexity (held-out prose)", title="Continue-tuning (code path only)")
-    ax.legend()
+    """Fig. 2 analogue: held-out perplexity after straight-through tuning, per router (colour) and learning rate
+    (line style), band: 95% interval over windows. ``f2``: router, lr, tokens, ppl, lo, hi (NLL bounds)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    styles = dict(zip(sorted(set(f2.lr)), ["-", "--", ":", "-."], strict=False))
+    for i, (r, d) in enumerate(f2.groupby("router", sort=False)):
+        for lr, g in d.groupby("lr"):
+            ax.plot(
+                g.tokens, g.ppl, marker="o", ls=styles[lr], color=f"C{i}", label=f"{TUNE_LABELS.get(r, r)}, lr {lr:g}"
+            )
+            ax.fill_between(g.tokens, np.exp(g.lo), np.exp(g.hi), color=f"C{i}", alpha=0.12)
+    ax.set(xlabel="training tokens", ylabel="perplexity (held-out, log)", yscale="log", title="Straight-through tuning")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def layer_damage(ld: pd.DataFrame):
+    """Per-layer damage: NLL increase over the original when only that layer is converted (zero ablation), per
+    router; band: 95% interval over windows. ``ld``: layer, router, damage, lo, hi."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for i, (r, g) in enumerate(ld.groupby("router", sort=False)):
+        g = g.sort_values("layer")
+        ax.plot(g.layer, g.damage, marker=".", color=f"C{i}", label=ROUTER_LABELS.get(r, r))
+        ax.fill_between(g.layer, g.lo, g.hi, color=f"C{i}", alpha=0.15)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel="converted layer (the others unrouted)", ylabel="NLL - original (nats)", title="Damage per layer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figb(loads: pd.DataFrame):
+    """Fig. B analogue: routed-head loads of converted SmolLM2 per text type in layers 0, 1, the middle and the last
+    (layer 1 is where one-layer query-norm conversion costs most in our runs). ``loads``: layer,
+    label, head, load (share of tokens selecting the head; shared heads have load 1 and are left out)."""
+    routed = loads[loads.load < 1 - 1e-9]["head"].unique()
+    d = loads[loads["head"].isin(routed)] if len(routed) else loads
+    L = sorted(d.layer.unique())
+    show = sorted({L[0], L[min(1, len(L) - 1)], L[len(L) // 2], L[-1]})  # the first two, the middle, the last
+    types = list(dict.fromkeys(d.label))
+    fig, axes = plt.subplots(1, len(show), figsize=(3.3 * len(show), 3.2), sharey=True, squeeze=False)
+    w = 0.8 / len(types)
+    for ax, l in zip(axes[0], show, strict=False):
+        g = d[d.layer == l]
+        hs = sorted(g["head"].unique())
+        for j, t in enumerate(types):
+            v = g[g.label == t].set_index("head").load.reindex(hs)
+            ax.bar(np.arange(len(hs)) + (j - (len(types) - 1) / 2) * w, v, w, label=t)
+        ax.set_xticks(range(len(hs)), hs)
+        ax.set(title=f"layer {l}", xlabel="routed head")
+    axes[0, 0].set_ylabel("share of tokens")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.tight_layout()
     return fig
 
 
@@ -247,5 +307,21 @@ def apptableb(tb: pd.DataFrame):
 
 FROM_CSV = {
     f.__name__: f
-    for f in (table1, table3, table4, fig2, table5, table6, balance, table7, fig3, appfigc, appfige, apptableb)
+    for f in (
+        table1,
+        table3,
+        table4,
+        fig2,
+        layer_damage,
+        figb,
+        flex_speed,
+        table5,
+        table6,
+        balance,
+        table7,
+        fig3,
+        appfigc,
+        appfige,
+        apptableb,
+    )
 }

@@ -1,4 +1,4 @@
-"""MoH attention: the spec, the routers, the module (masked and skip modes) and its balance loss."""
+"""MoH attention: the spec, the routers, the module (masked, skip and flex modes) and its balance loss."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from headlab.nn import Config, apply_rope, causal_mask
+
+from .flex import flex_forward
 
 ROUTERS = ("two_stage", "no_two_stage", "no_shared", "query_norm", "query_norm_inverse", "random", "dense")
 LEARNED = ("two_stage", "no_two_stage", "no_shared")
@@ -33,7 +35,7 @@ class MoHSpec:
     router: str = "two_stage"
     gate: str = "code"  # "code" (renormalise over top-K, x K, x h_s, x 2) | "paper" (Eq. 5)
     balance: str = "code"  # "code": (h - h_s) * sum P f  |  "paper": sum P f
-    mode: str = "masked"  # "masked" | "skip"
+    mode: str = "masked"  # "masked" | "skip" | "flex" (FlexAttention on compacted queries, .flex)
     causal: bool = True  # False for the ViT
     ste: bool = True  # binary routers: straight-through gradient into the score in training
     skip_chunks: int = 4  # skip mode, causal: block-causal chunks of the gathered queries
@@ -45,8 +47,8 @@ class MoHSpec:
             raise ValueError(f"gate must be 'code' or 'paper', not {self.gate!r}")
         if self.balance not in ("code", "paper"):
             raise ValueError(f"balance must be 'code' or 'paper', not {self.balance!r}")
-        if self.mode not in ("masked", "skip"):
-            raise ValueError(f"mode must be 'masked' or 'skip', not {self.mode!r}")
+        if self.mode not in ("masked", "skip", "flex"):
+            raise ValueError(f"mode must be 'masked', 'skip' or 'flex', not {self.mode!r}")
 
     def shared(self, n_heads: int) -> int:
         if self.router == "dense":
@@ -216,6 +218,9 @@ class MoHAttention(nn.Module):
         if self.spec.mode == "skip" and self.spec.router != "dense":
             z = self._skip(x, cos, sin, doc_ids, rt, q_raw)
             return self.o_proj(z.reshape(B, T, h * dh)), None
+        if self.spec.mode == "flex" and self.spec.router != "dense":
+            z = flex_forward(self, x, cos, sin, doc_ids, rt, q_raw)
+            return self.o_proj(z.reshape(B, T, h * dh)), None
         k, v = self._kv(x, cos, sin)
         q = q_raw.transpose(1, 2)
         if cos is not None:
@@ -308,7 +313,7 @@ def moh_layers(model: nn.Module) -> list[MoHAttention]:
 
 
 def set_mode(model: nn.Module, mode: str) -> nn.Module:
-    """Switch every MoH layer between ``masked`` and ``skip`` (same weights, same routing)."""
+    """Switch every MoH layer between ``masked``, ``skip`` and ``flex`` (same weights, same routing)."""
     for m in moh_layers(model):
         m.spec = replace(m.spec, mode=mode)
     return model

@@ -15,6 +15,7 @@ C7_FLAT = 0.01  # accuracy range across shared shares (fraction)
 C5_BOUND = 1.5  # query-norm ppl <= 1.5 x original (our bound)
 T7_MASKED_FLOOR = 0.95
 T7_GPU_SPEEDUP = 1.3
+T7_MIN_T = 8192  # T7-gpu: judged at sequence lengths of at least this
 
 # ----------------------------------------------------------------------------------------- the paper's numbers
 PUB = {
@@ -36,9 +37,19 @@ PUB = {
     "C8": Published("shared > routed", f"Figs. C/E text, {V}"),
     "C9": Published("MoH < MHA (4/4): ViT 0.5159/0.0411 vs 0.3978/0.0165", f"Table B, {V}"),
     "C10": Published("> 95 % in 10B tokens", f"Fig. 2, {V}"),
+    "M": Published(
+        "(none: our hypothesis)",
+        "issue 16 / review B5: candidate mechanisms for C5",
+        "our diagnostics of the step-0 conversion, not claims of the paper",
+    ),
+    "B1": Published(
+        "head loads differ between tasks (Fig. B)",
+        f"Fig. B, {V}",
+        "the notes' [I] reading of Fig. B; ours is SmolLM2 converted at step 0, not the trained MoH-LLaMA3-8B",
+    ),
     "T7-gpu": Published(
-        ">= 1.3x",
-        "issue goal (ours), cf. Table 7 0.225 vs 0.360 ms",
+        ">= 1.3x at T >= 8k",
+        "issue 16 goal (ours), cf. Table 7 0.225 vs 0.360 ms",
         "our target for a GPU skipping kernel, not the paper's number",
     ),
     "T7-masked": Published(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from headlab.claims import Claims, Evidence, compound, greater, less
+from headlab.claims import Claims, Evidence, compound, greater, less, read, saved
 from headlab.intervals import bootstrap, seed_interval
 
 from .published import C1_TOL, C2_PREMISE_NATS, C2_TOL, C4_BAND, C5_BOUND, C7_FLAT, MIN_SEEDS, PUB
@@ -20,8 +20,7 @@ def _bound(v: float) -> str:
 
 
 def _opt(folder: Path, name: str) -> pd.DataFrame | None:
-    p = Path(folder) / f"{name}.csv"
-    return pd.read_csv(p) if p.exists() else None
+    return read(folder, name) if saved(folder, name) is not None else None
 
 
 # ------------------------------------------------------------------------------------------------- ViT accuracy
@@ -100,6 +99,68 @@ def add_c6(C: Claims, img: pd.DataFrame, vit_seeds: int, min_seeds: int = MIN_SE
             ours6,
             greater("with-shared - no-shared test accuracy (mean over seeds)", seed_interval(per_seed), "seeds", 0.0),
         )
+
+
+# ------------------------------------------------------------------------- several training seeds (>= MIN_SEEDS)
+def seed_accuracy(img: pd.DataFrame, variants) -> np.ndarray:
+    """[seeds, variants] test accuracy of every training seed (seeds sorted)."""
+    acc = img.groupby(["seed", "variant"]).correct.mean().unstack()
+    return acc[list(variants)].sort_index().to_numpy(dtype=float)
+
+
+def pooled_seed_sd(img: pd.DataFrame, variants) -> float:
+    """Seed-to-seed SD of test accuracy, pooled over ``variants`` (root mean of the per-variant variances)."""
+    a = seed_accuracy(img, variants)
+    return float(np.sqrt(np.mean(a.var(0, ddof=1)))) if len(a) > 1 else math.nan
+
+
+def c1_seed_evidence(img: pd.DataFrame, tol=C1_TOL) -> Evidence:
+    """C1 over training seeds: per seed, MoH - MHA accuracy on the same images; t-interval over seeds."""
+    seeds = sorted(set(img.seed))
+    parts = {
+        n: greater(
+            "MoH - MHA test accuracy (mean over seeds)",
+            seed_interval([paired_diff(img[img.seed == s], n, "MHA")[0] for s in seeds]),
+            "seeds",
+            -t,
+            f"reproduced if the 95% t-interval over training seeds lies above -{t:g}; not if at or below",
+        )
+        for n, t in tol.items()
+        if n in set(img.variant)
+    }
+    return compound(parts, "every budget non-inferior: t-interval over training seeds of MoH - MHA above -margin")
+
+
+def c7_seed_evidence(img: pd.DataFrame, variants, flat=C7_FLAT) -> Evidence:
+    """C7 over training seeds: range across shared shares of the seed-mean accuracy; seeds resampled jointly."""
+    return less(
+        "range of seed-mean test accuracy across shared shares",
+        bootstrap(seed_accuracy(img, variants), lambda x: float(np.ptp(x.mean(0)))),
+        "seeds",
+        flat,
+        f"reproduced if the 95% bootstrap interval (training seeds resampled) of the range lies below {flat:g}; "
+        "not if at or above",
+    )
+
+
+def c9_seed_parts(red: pd.DataFrame) -> dict[str, Evidence]:
+    """C9 over training seeds: per seed the mean over units of MoH - MHA; t-interval over seeds."""
+    parts = {}
+    for fam, d in red.groupby("model", sort=False):
+        for col, short in (("pattern_similarity", "pattern"), ("output_abs_cosine", "|cos|")):
+            per = [
+                float((p["MoH-75"] - p["MHA"]).mean())
+                for _s, g in d.groupby("seed")
+                for p in [g.pivot(index="unit", columns="variant", values=col)]
+            ]
+            parts[f"{fam} {short}"] = less(
+                f"MoH - MHA {col} (mean over seeds)",
+                seed_interval(per),
+                "seeds",
+                0.0,
+                "reproduced if the 95% t-interval over training seeds lies below 0; not if at or above",
+            )
+    return parts
 
 
 # ------------------------------------------------------------------------------------------------------ byte LM
@@ -329,3 +390,11 @@ def speed_ratio(
     d = reps[reps.seq == seq].set_index(["variant", "mode", "repeat"]).seconds.sort_index()
     a, b = d.loc[num], d.loc[den]
     return bootstrap((a / b).to_numpy(), np.median, n_boot)
+
+
+def flex_ratio(reps: pd.DataFrame, kind: str, B: int, T: int, K: int, impl: str = "flex", n_boot: int = 1000):
+    """Median over repeats of time(impl) / time(dense) in the same round of ``flex_benchmark``, bootstrap over
+    repeats: (est, lo, hi, n)."""
+    d = reps[(reps.kind == kind) & (reps.B == B) & (reps["T"] == T) & (reps.top_k == K)]
+    d = d.set_index(["implementation", "repeat"]).seconds.sort_index()
+    return bootstrap((d.loc[impl] / d.loc["dense"]).to_numpy(), np.median, n_boot)
