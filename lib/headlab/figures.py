@@ -86,8 +86,10 @@ def replot_from(registry: dict, paper: str, profile: str) -> list[Path]:
     """Redraw every figure of ``registry`` (``{fig_id: draw(frame) -> Figure}``) whose CSV is in
     ``figures/<paper>/<profile>/`` from that CSV alone (PNG only; the CSV is not rewritten)."""
 
+    from .claims import saved  # a CSV or its gzipped copy (large tables of committed runs)
+
     fig_dir = FIGURES_DIR / paper / profile
-    present = [n for n in registry if (fig_dir / f"{n}.csv").exists()]
+    present = [n for n in registry if saved(fig_dir, n) is not None]
     if not present:  # older runs lack the later figures: redraw what a run saved
         raise FileNotFoundError(
             f"{fig_dir}: none of {', '.join(m + '.csv' for m in registry)} (run the notebook at this profile first)"
@@ -95,7 +97,7 @@ def replot_from(registry: dict, paper: str, profile: str) -> list[Path]:
     style()
     out = []
     for name in present:
-        fig = registry[name](pd.read_csv(fig_dir / f"{name}.csv"))
+        fig = registry[name](pd.read_csv(saved(fig_dir, name)))
         out.append(save(fig, None, paper, profile, name))
         plt.close(fig)
     return out
