@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import COLUMNS
+from .claims import COLUMNS, saved
 from .glance import glance
 from .paths import NOTEBOOKS_DIR, PUBLISHED_DIR, REPO_ROOT
 from .profiles import NOTEBOOKS
@@ -216,8 +216,8 @@ def gallery(rs: list[Run]) -> str:
         )
         for p in figs:
             rel = p.relative_to(REPO_ROOT).as_posix()
-            csv = p.with_suffix(".csv")
-            csv_link = f'<a href="{_e(csv.relative_to(REPO_ROOT).as_posix())}">CSV</a>' if csv.exists() else "no CSV"
+            csv = saved(p.parent, p.stem)  # the figure's table, plain or gzipped
+            csv_link = f'<a href="{_e(csv.relative_to(REPO_ROOT).as_posix())}">CSV</a>' if csv else "no CSV"
             parts.append(
                 f'<figure id="{_e(r.key)}-{_e(p.stem)}"><img src="{_e(rel)}" alt="{_e(rel)}" loading="lazy" '
                 f'style="max-width:100%"><figcaption><b>{_e(p.stem)}</b> · {csv_link} · profile {_e(r.profile)} · '
