@@ -457,6 +457,11 @@ def saved(folder: Path, name: str) -> Path | None:
     return None
 
 
+def read_optional(folder: Path, name: str) -> pd.DataFrame | None:
+    """``read`` where the run saved the table (plain or gzipped), else None (parts a run may skip)."""
+    return read(folder, name) if saved(folder, name) is not None else None
+
+
 def read(folder: Path, name: str) -> pd.DataFrame:
     """A saved tidy CSV of a run (plain or gzipped, see ``saved``), with a clear error when it is missing."""
     path = saved(folder, name)

@@ -271,6 +271,27 @@ def eager(model: nn.Module):
 
 
 @contextlib.contextmanager
+def projections(model: nn.Module, kinds: Iterable[str] = ("q", "k", "v"), layers: Iterable[int] | None = None):
+    """Record each layer's ``q_proj``/``k_proj``/``v_proj`` outputs (``[batch, pos, heads * d_head]``, before
+    RoPE) of every forward while active, as ``rec[(kind, layer)]``, where the attention module has them
+    (llama, gemma, qwen, olmo and headlab's own models)."""
+    h = model if isinstance(model, Heads) else Heads(model)
+    rec: dict[tuple[str, int], torch.Tensor] = {}
+    handles = []
+    for l in _layers(h, layers):
+        a = h.attn(l)
+        for kind in kinds:
+            m = getattr(a, f"{kind}_proj", None)
+            if m is not None:
+                handles.append(m.register_forward_hook(lambda _m, _i, out, k=kind, l=l: rec.__setitem__((k, l), out)))
+    try:
+        yield rec
+    finally:
+        for hd in handles:
+            hd.remove()
+
+
+@contextlib.contextmanager
 def capture(
     model: nn.Module,
     z: bool = True,

@@ -10,7 +10,6 @@ gives its interval.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,25 +83,6 @@ def texts(tok, bos: bool, types: Sequence[str], per_type: int, T: int, seed: int
 
 
 # ------------------------------------------------------------------------------------------ one forward
-@contextlib.contextmanager
-def _projections(h: heads.Heads):
-    """Record each layer's q/k/v projection outputs (``[batch, pos, heads * d_head]``) where the attention
-    module has ``q_proj``/``k_proj``/``v_proj`` (llama, gemma, qwen, olmo and headlab's own models)."""
-    rec: dict[tuple[str, int], torch.Tensor] = {}
-    handles = []
-    for l in range(h.n_layers):
-        a = h.attn(l)
-        for kind in ("q", "k", "v"):
-            m = getattr(a, f"{kind}_proj", None)
-            if m is not None:
-                handles.append(m.register_forward_hook(lambda _m, _i, out, k=kind, l=l: rec.__setitem__((k, l), out)))
-    try:
-        yield rec
-    finally:
-        for hd in handles:
-            hd.remove()
-
-
 def _nll_per_text(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``[batch]`` mean next-token loss of each row (every position predicts the next one)."""
     lp = logits[:, :-1].float().log_softmax(-1)
@@ -114,7 +94,7 @@ def _lens_batch(model, ids: torch.Tensor, k_route: int) -> dict[str, np.ndarray]
     """The per-text lenses of one batch: ``{name: [batch, layer, head]}`` and ``nll`` ``[batch]``."""
     h = heads.Heads(model)
     H, L = h.n_heads, h.n_layers
-    with heads.capture(model, z=True, pattern=True) as cache, _projections(h) as proj:
+    with heads.capture(model, z=True, pattern=True) as cache, heads.projections(h) as proj:
         logits = model(input_ids=ids).logits
     out = {k: np.zeros((len(ids), L, H)) for k in LENS_COLUMNS if k not in ("attr_zero", "attr_mean")}
     for l in range(L):

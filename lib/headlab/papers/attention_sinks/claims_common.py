@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...claims import read
+from ...claims import read_optional
 
 
 def chance_score(T: int) -> float:
@@ -17,8 +17,7 @@ def chance_score(T: int) -> float:
     return sum(1.0 / i for i in range(1, T + 1)) / T
 
 
-def _opt(folder: Path, name: str) -> pd.DataFrame | None:
-    return read(folder, name) if (Path(folder) / f"{name}.csv").exists() else None
+_opt = read_optional  # a table the run may not have saved
 
 
 def load_params(folder: Path) -> dict[str, str]:

@@ -34,31 +34,19 @@ class Calibration:
     tokens: int
 
 
-@contextlib.contextmanager
-def _queries(hd: heads.Heads, layers):
-    """Keep each layer's ``q_proj`` output (``[batch, pos, head * d_head]``, before RoPE) of the current forward."""
-    q: dict[int, torch.Tensor] = {}
-    handles = [hd.attn(l).q_proj.register_forward_hook(lambda _m, _i, out, l=l: q.__setitem__(l, out)) for l in layers]
-    try:
-        yield q
-    finally:
-        for h_ in handles:
-            h_.remove()
-
-
 @torch.no_grad()
 def calibrate(model, ids: torch.Tensor, batch: int = 4) -> Calibration:
     """``Calibration`` from windows ``ids`` ``[n, seq]`` (token-weighted over all windows)."""
     hd = heads.Heads(model)
     h, dh, L = hd.n_heads, hd.d_head, hd.n_layers
     s1, s2, zs, n = torch.zeros(L, h), torch.zeros(L, h), torch.zeros(L, h, dh), 0
-    with _queries(hd, range(L)) as q:
+    with heads.projections(hd, ("q",)) as q:
         for s in range(0, len(ids), batch):
             x = ids[s : s + batch].to(model.device)
             with heads.capture(model, z=True) as cache:
                 model(input_ids=x)
             for l in range(L):
-                norms = q[l].float().view(*x.shape, h, dh).norm(dim=-1).flatten(0, 1).cpu()  # [tokens, head]
+                norms = q["q", l].float().view(*x.shape, h, dh).norm(dim=-1).flatten(0, 1).cpu()  # [tokens, head]
                 s1[l] += norms.sum(0)
                 s2[l] += norms.pow(2).sum(0)
                 zs[l] += cache.z[l].float().flatten(0, 1).sum(0).cpu()  # z [batch, pos, head, d_head]
@@ -133,7 +121,7 @@ def query_norm_routing(
     grams = {l: _output_gram(hd, l) for l in layers} if router == "oracle" else {}
 
     def edit(view):
-        q = queries.pop(view.layer)
+        q = queries.pop(("q", view.layer))
         B, T = q.shape[:2]
         if router == "random":
             sel = topk_mask(torch.rand(B, T, E, generator=gen).to(q.device), top_k)
@@ -153,7 +141,7 @@ def query_norm_routing(
             z = z + (1 - g.detach())[..., None] * calib.z_mean[view.layer].to(z)
         return z
 
-    with _queries(hd, layers) as queries, heads.intervene(model, edit, layers=layers):
+    with heads.projections(hd, ("q",), layers) as queries, heads.intervene(model, edit, layers=layers):
         yield state
 
 

@@ -17,7 +17,7 @@ import torch
 from headlab import data, heads
 from headlab.train import progress_bar
 
-from .convert import Calibration, _output_gram, _queries, query_norm_routing, router_scores
+from .convert import Calibration, _output_gram, query_norm_routing, router_scores
 from .layer import topk_mask
 from .units import routing_units, window_nlls
 
@@ -148,14 +148,14 @@ def selection_agreement(
     grams = {l: _output_gram(hd, l) for l in range(L)}
     gen = torch.Generator().manual_seed(0)
     rows = []
-    with _queries(hd, range(L)) as q:
+    with heads.projections(hd, ("q",)) as q:
         for s in range(0, len(ids), batch):
             x = ids[s : s + batch].to(model.device)
             with heads.capture(model, z=True) as cache:
                 model(input_ids=x)
             B, T = x.shape
             for l in range(L):
-                qq, z = q[l].view(B, T, h, dh), cache.z[l]
+                qq, z = q["q", l].view(B, T, h, dh), cache.z[l]
 
                 def top(r, qq=qq, z=z, l=l, B=B, T=T):
                     if r == "random":

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from headlab.claims import Claims, Evidence, compound, greater, less, read, saved
+from headlab.claims import Claims, Evidence, compound, greater, less, read_optional
 from headlab.intervals import bootstrap, seed_interval
 
 from .published import C1_TOL, C2_PREMISE_NATS, C2_TOL, C4_BAND, C5_BOUND, C7_FLAT, MIN_SEEDS, PUB
@@ -19,8 +18,7 @@ def _bound(v: float) -> str:
     return "0" if v == 0 else f"< 1e{int(np.ceil(np.log10(abs(v))))}"
 
 
-def _opt(folder: Path, name: str) -> pd.DataFrame | None:
-    return read(folder, name) if saved(folder, name) is not None else None
+_opt = read_optional  # a table the run may not have saved
 
 
 # ------------------------------------------------------------------------------------------------- ViT accuracy
