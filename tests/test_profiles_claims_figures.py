@@ -64,7 +64,8 @@ def test_params_files_load_and_inherit_and_refuse_unknown_names(tmp_path):
     assert moh.params["smoke"]["lm_steps"] == 80 and moh.params["gpu"]["lm_steps"] == 600  # gpu overrides smoke
     assert moh.params["paper"]["lm_steps"] == 600 and moh.params["paper"]["use_hub"] is True  # paper inherits gpu
     for nb in profiles.NOTEBOOKS.values():
-        assert set(nb.rehearse or {}) <= set(nb.params["gpu"])
+        assert nb.rehearse, f"{nb.name}: no rehearsal sizes (headlab run --profile gpu|paper --rehearse)"
+        assert set(nb.rehearse) | set(nb.rehearse_paper) <= set(nb.params["gpu"])
     bad = tmp_path / "99_x.params.yml"
     bad.write_text("paper: x\ntitle: x\nprofiles:\n  smoke: {seed: 0}\n  gpu: {sead: 1}\n")
     with pytest.raises(profiles.ProfileError, match=r"99_x.params.yml: gpu sets \['sead'\]"):
@@ -222,10 +223,6 @@ def test_gpu_rehearsal_keeps_the_gpu_lists_at_toy_sizes_on_cpu(monkeypatch, caps
     monkeypatch.setattr(profiles, "_gpu_available", lambda: False)
     monkeypatch.setenv(profiles.REHEARSE_ENV, "1")
     for name, nb in profiles.NOTEBOOKS.items():
-        if nb.rehearse is None:  # gpu paths that already ran on a GPU have no rehearsal sizes: a clear error
-            with pytest.raises(ProfileError, match="no rehearsal sizes"):
-                profiles.resolve(name, "gpu")
-            continue
         assert set(nb.rehearse) <= set(nb.params["gpu"]), f"{name}: rehearsal sizes name unknown parameters"
         P = profiles.resolve(name, "gpu")
         gpu = nb.params["gpu"]
@@ -234,6 +231,8 @@ def test_gpu_rehearsal_keeps_the_gpu_lists_at_toy_sizes_on_cpu(monkeypatch, caps
             if k not in nb.rehearse and k != "device":
                 assert P[k] == v, (name, k)
     assert "REHEARSAL" in capsys.readouterr().out
+    P = profiles.resolve("00_headlab_tour", "paper")  # paper: hub lists kept, no hub check, its own extras
+    assert P.models == profiles.NOTEBOOKS["00_headlab_tour"].params["paper"]["models"] and P.zero_layer == 2
     P = profiles.resolve("05_moh", "gpu")
     assert P.vit_table6 == profiles.NOTEBOOKS["05_moh"].params["gpu"]["vit_table6"]  # the gpu variant lists
     monkeypatch.delenv(profiles.REHEARSE_ENV)
@@ -241,9 +240,9 @@ def test_gpu_rehearsal_keeps_the_gpu_lists_at_toy_sizes_on_cpu(monkeypatch, caps
         profiles.resolve("05_moh", "gpu")
 
 
-def test_rehearse_is_for_the_gpu_profile_only(capsys):
+def test_rehearse_is_for_the_gpu_and_paper_profiles_only(capsys):
     assert main(["run", "--profile", "smoke", "--rehearse", "00_headlab_tour"]) == 2
-    assert "--rehearse rehearses the gpu profile" in capsys.readouterr().err
+    assert "--rehearse rehearses the gpu or paper profile" in capsys.readouterr().err
     assert os.environ.get(profiles.REHEARSE_ENV) is None
 
 
@@ -387,3 +386,10 @@ def test_session_figure_draws_from_the_csv_it_saved(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(seen[0], pd.read_csv(tmp_path / "p" / "smoke" / "my_fig.csv"))
     assert seen[0].y[0] == float("%.6g" % (1 / 3))  # drawn from the CSV's numbers, not the frame's
     plt.close("all")
+
+
+def test_unknown_executor_is_one_line_before_any_compute(capsys):
+    assert main(["run", "--executor", "ray", "00_headlab_tour"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown executor 'ray'" in err and "submitit" in err
+    assert os.environ.get("HEADLAB_EXECUTOR") is None

@@ -31,8 +31,16 @@ def main(argv=None) -> int:
     r.add_argument(
         "--rehearse",
         action="store_true",
-        help="with --profile gpu: run the gpu code paths on the CPU at toy sizes (figures under "
-        ".cache/rehearse), to check a gpu run before spending device time",
+        help="with --profile gpu or paper: run that profile's code paths on the CPU at toy sizes (figures under "
+        ".cache/rehearse; paper's hub models become tiny random twins of their architectures), to check a run "
+        "before spending device time",
+    )
+    r.add_argument(
+        "--executor",
+        default=None,
+        help="where independent runs of a sweep go: process (default: a local process pool), serial, submitit "
+        "(SLURM when srun exists, else local processes; HEADLAB_SLURM='{\"partition\": ...}'), submitit-slurm, "
+        "submitit-local, submitit-debug (in-process); sets HEADLAB_EXECUTOR for the notebooks' kernels",
     )
     rp = sub.add_parser(
         "replot",
@@ -97,7 +105,7 @@ def main(argv=None) -> int:
         if a.cmd == "run":
             from .run import parse_params, run
 
-            return run(a.notebooks, a.profile, parse_params(a.params), rehearse=a.rehearse)
+            return run(a.notebooks, a.profile, parse_params(a.params), rehearse=a.rehearse, executor=a.executor)
         if a.cmd == "replot":
             import importlib
 

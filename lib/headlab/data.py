@@ -222,3 +222,11 @@ class Batches:
         x = torch.stack([self.t[i : i + self.seq] for i in ix])
         y = torch.stack([self.t[i + 1 : i + 1 + self.seq] for i in ix])
         return x.to(self.device), y.to(self.device)
+
+
+def mmlu_rows() -> list[dict]:
+    """The raw MMLU test rows behind ``mmlu`` (keys ``topic``, ``question``, ``answer_a``..``answer_d``,
+    ``correct_answer``), file order, the two header rows without a valid letter dropped. For tools that
+    need more than the cloze ``MCItem`` (lm-eval's letter format, few-shot pools held out per subject)."""
+    rows = [json.loads(l) for l in mmlu_path().read_text().splitlines() if l.strip()]
+    return [r for r in rows if r.get("correct_answer") in ("A", "B", "C", "D")]

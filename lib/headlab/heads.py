@@ -86,6 +86,8 @@ LAYOUTS: dict[str, Layout] = {
         "head_dim",
         "hidden_size",
     ),
+    "gemma": _LLAMA,  # Gemma 1 (gemma-7b: 16 heads of 256, MHA); found missing by the paper rehearsal
+    "gemma2": _LLAMA,
     "qwen2": _LLAMA,
     "olmo2": _LLAMA,
     "mistral": _LLAMA,
@@ -154,14 +156,16 @@ class Heads:
             )
 
     def w_o(self, layer: int) -> torch.Tensor:
-        """W_O split by head, ``[head, d_head, d_model]`` (a view of the weight): head h adds ``z_h @ w_o[h]``."""
-        w = self.o_proj(layer).weight  # nn.Linear: [d_model, head * d_head]; GPT-2's Conv1D: [head * d_head, d_model]
+        """W_O split by head, ``[head, d_head, d_model]`` (a view of the weight): head h adds ``z_h @ w_o[h]``.
+        On a layer that accelerate offloaded (``models.load(..., device_map=...)``) it is a copy loaded from
+        the offload store, on the layer's execution device."""
+        w = _weight(self.o_proj(layer))  # nn.Linear: [d_model, head * d_head]; GPT-2's Conv1D: [head * d_head, d_model]
         w = w if self.model_type == "gpt2" else w.T
         return w.view(self.n_heads, self.d_head, w.shape[-1])
 
     def o_proj_weight_slice(self, layer: int, head: int) -> tuple[torch.Tensor, tuple]:
         """The W_O parameter and the index of head's columns (as an index tuple into the weight)."""
-        w = self.o_proj(layer).weight
+        w = _weight(self.o_proj(layer))
         s = slice(head * self.d_head, (head + 1) * self.d_head)
         # nn.Linear: [out, in]; GPT-2's Conv1D: [in, out]
         return w, ((s,) if self.model_type == "gpt2" else (slice(None), s))
@@ -171,6 +175,18 @@ class Heads:
             f"Heads({self.model_type}: {self.n_layers} layers x {self.n_heads} query heads, "
             f"{self.n_kv_heads} KV heads, d_head={self.d_head})"
         )
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """``module.weight``; for a module whose weights accelerate offloaded (meta until its own forward runs),
+    the weight loaded from the offload store (a copy: editing it does not edit the model)."""
+    w = module.weight
+    if w.device.type != "meta" or not hasattr(module, "_hf_hook"):
+        return w
+    from accelerate.utils import align_module_device
+
+    with align_module_device(module):
+        return module.weight.detach().clone()
 
 
 def _split(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -228,7 +244,9 @@ def _corrected_output(
     base = out[0] if isinstance(out, tuple) else out
     if n == 0:
         return base
-    if 2 * n > h.n_heads or o_proj._forward_hooks or set(o_proj._forward_pre_hooks) - {own_hook}:
+    # an offloaded o_proj (accelerate's hook) holds meta weights outside its own forward: recompute through it
+    dispatched = hasattr(o_proj, "_hf_hook")
+    if dispatched or 2 * n > h.n_heads or o_proj._forward_hooks or set(o_proj._forward_pre_hooks) - {own_hook}:
         _reentry.on = True
         try:  # recompute the attention output from the edited z (hooks on o_proj see z')
             return o_proj(new.reshape(flat.shape))

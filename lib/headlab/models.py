@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from . import rehearsal
 from .paths import CACHE_DIR
 
 
@@ -229,12 +230,24 @@ def validate_name(name: str):
     )
 
 
-def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float32, attn: str = "eager"):
-    """Load ``(model, tokenizer)`` in eval mode. ``attn="eager"`` is needed for attention patterns."""
+def load(
+    name: str,
+    device: str | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+    attn: str = "eager",
+    device_map: str | dict | None = None,
+    offload_folder: str | Path | None = None,
+):
+    """Load ``(model, tokenizer)`` in eval mode. ``attn="eager"`` is needed for attention patterns.
+
+    ``device_map`` (accelerate; Hugging Face models only) places a model bigger than one GPU: ``"auto"``
+    fills the visible GPUs layer by layer, then CPU memory; a dict maps module names to devices
+    (``"cpu"``, ``0``, ``"disk"`` with ``offload_folder``). ``device`` is then ignored: accelerate's hooks
+    move each layer's inputs, and headlab's capture/intervene hooks see the same tensors as undispatched."""
     if attn not in ATTN_IMPLS:
         raise ValueError(f"attn must be one of {ATTN_IMPLS}, not {attn!r} (attention patterns need 'eager')")
     validate_name(name)
-    dev = resolve_device(device)
+    dev = resolve_device(device) if device_map is None else None
     p = Path(name)
     if (
         name not in OFFLINE_MODELS
@@ -244,17 +257,25 @@ def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float
         from .data import ByteTokenizer
         from .nn import HeadlabLM
 
+        if device_map is not None:
+            raise ValueError("device_map is for Hugging Face models; headlab checkpoints are small: use device=")
         model = HeadlabLM.load(p).set_attn_implementation(attn)
         return model.to(dev, dtype), ByteTokenizer()
     _quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kw = dict(dtype=dtype, attn_implementation=attn)
+    if device_map is not None:
+        kw.update(device_map=device_map, offload_folder=str(offload_folder) if offload_folder else None)
     if name in OFFLINE_MODELS:
         src = build_cache(name)
         # one after the other: reading the tokenizer in a thread while the weights load was slower (Gemma-3:
         # 2.7 s against 2.1 s, median of 5), as the Rust deserialisation holds the GIL the loader needs
         tok = cached_tokenizer(src)
+        model = AutoModelForCausalLM.from_pretrained(src, **kw)
+    elif "/" in name and not p.exists() and rehearsal.active():  # a paper-profile rehearsal: the tiny twin
+        src = rehearsal.tiny_model(name)
+        tok = AutoTokenizer.from_pretrained(src)
         model = AutoModelForCausalLM.from_pretrained(src, **kw)
     else:
         try:  # a hub model already in the local cache works offline
@@ -264,6 +285,8 @@ def load(name: str, device: str | None = "cpu", dtype: torch.dtype = torch.float
             _check_hub(name)
             tok = AutoTokenizer.from_pretrained(name)
             model = AutoModelForCausalLM.from_pretrained(name, **kw)
+    if device_map is not None:  # placed by accelerate; moving it would undo the dispatch
+        return model.eval(), tok
     return model.to(dev).eval(), tok
 
 
@@ -271,6 +294,8 @@ def bos_for(name: str, tok) -> bool:
     """⟨bos⟩ as the model was trained: the offline table, else whether the tokenizer adds one by default."""
     if name in OFFLINE_MODELS:
         return OFFLINE_MODELS[name].bos_in_training
+    if rehearsal.active() and rehearsal.bos_in_training(name) is not None:
+        return rehearsal.bos_in_training(name)
     bid = getattr(tok, "bos_token_id", None)
     return bid is not None and tok("a")["input_ids"][:1] == [bid]
 

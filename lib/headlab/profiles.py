@@ -21,9 +21,10 @@ from pathlib import Path
 from .paths import NOTEBOOKS_DIR
 
 PROFILES = ("smoke", "gpu", "paper")
-# ``python -m headlab run --profile gpu --rehearse NB`` sets this: the gpu profile's lists (models, score
+# ``python -m headlab run --profile gpu|paper --rehearse NB`` sets this: the profile's lists (models, score
 # functions, variants, seeds, knobs) at toy sizes on the CPU, figures under .cache/rehearse, to catch a
-# broken gpu code path before it costs device time. Its numbers mean nothing.
+# broken gpu or paper code path before it costs device time; paper's hub models become tiny random twins
+# with their real architectures (headlab.rehearsal). Its numbers mean nothing.
 REHEARSE_ENV = "HEADLAB_REHEARSE"
 PARAMS_SUFFIX = ".params.yml"
 
@@ -39,7 +40,8 @@ class Notebook:
     title: str
     params: dict[str, dict] = field(default_factory=dict)  # profile -> parameters
     paper_needs_hub: bool = True  # False where profile=paper trains its own models (nothing to download)
-    rehearse: dict | None = None  # toy sizes for a CPU rehearsal of the gpu profile (see ``resolve``)
+    rehearse: dict | None = None  # toy sizes for a CPU rehearsal of the gpu and paper profiles (see ``resolve``)
+    rehearse_paper: dict = field(default_factory=dict)  # what a paper rehearsal changes beyond ``rehearse``
     module: str = ""  # the package holding its figures (FROM_CSV) and claims (build); default headlab.papers.<paper>
 
     def __post_init__(self):
@@ -57,19 +59,27 @@ def load_params(path: Path) -> Notebook:
         d = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ProfileError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
-    extra = set(d) - {"paper", "title", "paper_needs_hub", "profiles", "rehearse", "module"}
+    extra = set(d) - {"paper", "title", "paper_needs_hub", "profiles", "rehearse", "rehearse_paper", "module"}
     if extra or "smoke" not in (d.get("profiles") or {}):
         raise ProfileError(f"{path.name}: needs paper, title and profiles.smoke; unknown keys {sorted(extra)}")
     prof = d["profiles"]
     smoke = prof["smoke"]
-    for part, values in [*((k, prof.get(k)) for k in ("gpu", "paper")), ("rehearse", d.get("rehearse"))]:
+    parts = [*((k, prof.get(k)) for k in ("gpu", "paper")), *((k, d.get(k)) for k in ("rehearse", "rehearse_paper"))]
+    for part, values in parts:
         unknown = sorted(set(values or {}) - set(smoke))
         if unknown:
             raise ProfileError(f"{path.name}: {part} sets {unknown}, which smoke does not define")
     gpu = {**smoke, **(prof.get("gpu") or {})}
     params = {"smoke": smoke, "gpu": gpu, "paper": {**gpu, **(prof.get("paper") or {})}}
     return Notebook(
-        name, d["paper"], d["title"], params, d.get("paper_needs_hub", True), d.get("rehearse"), d.get("module", "")
+        name,
+        d["paper"],
+        d["title"],
+        params,
+        d.get("paper_needs_hub", True),
+        d.get("rehearse"),
+        d.get("rehearse_paper") or {},
+        d.get("module", ""),
     )
 
 
@@ -136,12 +146,12 @@ def resolve(notebook: str, profile: str, overrides: dict | str | None = None, **
     unknown = set(overrides) - set(base)
     if unknown:
         raise ProfileError(f"{notebook}: unknown parameter(s) {sorted(unknown)}; known: {sorted(base)}")
-    rehearsal = profile == "gpu" and os.environ.get(REHEARSE_ENV) == "1"
+    rehearsal = profile in ("gpu", "paper") and os.environ.get(REHEARSE_ENV) == "1"
     if rehearsal and nb.rehearse is None:
-        raise ProfileError(f"{notebook}: no rehearsal sizes defined (its gpu profile already ran on a GPU)")
+        raise ProfileError(f"{notebook}: no rehearsal sizes defined in notebooks/{notebook}{PARAMS_SUFFIX}")
     if profile == "gpu" and not rehearsal and not _gpu_available():
         raise ProfileError("profile 'gpu' needs a CUDA GPU and none is visible; use profile='smoke' on a CPU machine")
-    if profile == "paper" and nb.paper_needs_hub:
+    if profile == "paper" and nb.paper_needs_hub and not rehearsal:
         from .models import hub_reachable
 
         if not hub_reachable():
@@ -149,7 +159,10 @@ def resolve(notebook: str, profile: str, overrides: dict | str | None = None, **
                 "profile 'paper' loads the papers' own models from the Hugging Face hub, which this "
                 "machine cannot reach; use profile='smoke' (CPU) or 'gpu' (offline GPU)"
             )
-    if rehearsal:  # the gpu lists at the rehearsal's toy sizes, on the CPU; knobs still win
-        base = {**base, **nb.rehearse, "device": "cpu"}
-        print(f"REHEARSAL of {notebook}'s gpu profile on the CPU at toy sizes: a code-path check, numbers mean nothing")
+    if rehearsal:  # the profile's lists at the rehearsal's toy sizes, on the CPU; knobs still win
+        base = {**base, **nb.rehearse, **(nb.rehearse_paper if profile == "paper" else {}), "device": "cpu"}
+        what = "tiny random twins of its hub models" if profile == "paper" else "toy sizes"
+        print(
+            f"REHEARSAL of {notebook}'s {profile} profile on the CPU with {what}: a code-path check, numbers mean nothing"
+        )
     return Params(profile=profile, notebook=notebook, paper=nb.paper, **{**base, **overrides})

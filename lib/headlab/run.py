@@ -174,23 +174,40 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def run(names: list[str], profile: str, params: dict | None = None, rehearse: bool = False) -> int:
+def run(
+    names: list[str], profile: str, params: dict | None = None, rehearse: bool = False, executor: str | None = None
+) -> int:
     """Execute ``names`` (default: every stored notebook) under ``profile``; ``params`` set knobs of
     their parameters cells or, by name, any value of their ``.params.yml`` (see ``check_params``). A smoke
     run with either stores its executed copy next to the figures, like gpu/paper runs, so that the stored
     default notebook stays the plain smoke run.
 
-    ``rehearse`` (gpu only): run the gpu profile's code paths on the CPU at toy sizes, writing under
-    ``.cache/rehearse/figures`` instead of ``figures/``; for checking a gpu run before spending device time."""
+    ``rehearse`` (gpu or paper): run that profile's code paths on the CPU at toy sizes, writing under
+    ``.cache/rehearse/figures`` instead of ``figures/``; for checking a run before spending device time. A paper
+    rehearsal loads tiny random twins of the hub models (``headlab.rehearsal``) and never touches the hub.
+
+    ``executor`` (``headlab.sweep.KINDS``: ``process``, ``submitit``, ...): where the notebooks' independent runs go
+    (``headlab.sweep``), passed to their kernels as ``HEADLAB_EXECUTOR``."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if executor is not None:
+        from .sweep import KINDS
+
+        if executor not in KINDS:
+            raise ProfileError(f"unknown executor {executor!r}; choose one of {', '.join(KINDS)}")
+        os.environ["HEADLAB_EXECUTOR"] = executor
     figures_root = FIGURES_DIR
     if rehearse:
-        if profile != "gpu":
-            raise ProfileError("--rehearse rehearses the gpu profile on the CPU; use it with --profile gpu")
+        if profile not in ("gpu", "paper"):
+            raise ProfileError(
+                "--rehearse rehearses the gpu or paper profile on the CPU; use it with --profile gpu|paper"
+            )
         figures_root = CACHE_DIR / "rehearse" / "figures"
-        os.environ[REHEARSE_ENV] = "1"  # read by profiles.resolve, here and in the notebooks' kernels
+        os.environ[REHEARSE_ENV] = "1"  # read by profiles.resolve and models.load, here and in the notebooks' kernels
         os.environ["HEADLAB_FIGURES"] = str(figures_root)
+        if profile == "paper":  # nothing may reach for the hub: every hub id resolves to its local twin
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["HF_DATASETS_OFFLINE"] = "1"
     names = _select(names)
     per_nb = {}
     for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown names

@@ -134,3 +134,12 @@ def train(
             evaluate(done, lv)
     model.eval()
     return log
+
+
+# `torchrun --nproc-per-node=N -m headlab.train ...`: data-parallel pretraining (headlab.ddp)
+if __name__ == "__main__":
+    import sys
+
+    from .ddp import main
+
+    sys.exit(main())

@@ -57,21 +57,62 @@ def pretraining_sources(P, live: pd.DataFrame | None, gpu: pd.DataFrame | None) 
     return [(label, d) for label, d in ((f"live ({P.profile})", live), (COMMITTED, gpu)) if d is not None]
 
 
-def ctx_sweep(P, train, val, eval_win: torch.Tensor, trained: dict) -> pd.DataFrame:
+def _pretrain_job(args):
+    """One pretraining run in a worker (``headlab.sweep``): the model comes back on the CPU."""
+    spec, train, eval_win, eps, device, val, desc, threads = args
+    if threads:
+        torch.set_num_threads(threads)
+    m, log = pretrain(spec, train, eval_win, eps_list=eps, device=device, val_stream=val, desc=desc)
+    return m.cpu(), log
+
+
+def _pretrain_parallel(P, jobs: list[tuple], executor: str | None) -> list | None:
+    """``jobs`` (``(spec, train, eval_win, val, desc)``) through a ``headlab.sweep`` executor, one worker per run, when
+    the argument or ``$HEADLAB_EXECUTOR`` asks for a non-serial kind; None otherwise (the caller then trains
+    in this process, one run after the other, as it always has). Returns ``[(model on P.device, log)]``."""
+    import os
+
+    from ...sweep import executor as make_executor
+    from ...sweep import requested_kind
+
+    kind = requested_kind(executor)
+    if kind in (None, "serial") or not jobs:
+        return None
+    n = len(jobs)
+    # local worker processes share this machine's cores; a cluster job has its own (cpus_per_task)
+    threads = max(1, (os.cpu_count() or 1) // n) if kind == "process" and n > 1 else None
+    args = [(spec, train, eval_win, P.eps, P.device, val, desc, threads) for spec, train, eval_win, val, desc in jobs]
+    # a cluster or local submitit job sees a GPU only when it asks for one ($HEADLAB_SLURM can still override)
+    gpus = {"gpus_per_node": 1} if str(P.device).startswith("cuda") else None
+    with make_executor(kind, workers=n, defaults=gpus) as ex:
+        return [(m.to(P.device), log) for m, log in ex.map(_pretrain_job, args)]
+
+
+def ctx_sweep(P, train, val, eval_win: torch.Tensor, trained: dict, executor: str | None = None) -> pd.DataFrame:
     """Pretrain variant ``P.ctx_variant`` at every ``P.ctx_lengths``; ``train`` and ``val`` are ``(tokens,
     doc index)`` streams, ``eval_win`` ``[window, eval_T]`` the held-out windows of the sink metric. Each model
-    goes into ``trained[variant, ctx]``; returns the concatenated training logs (column ``variant`` added)."""
+    goes into ``trained[variant, ctx]``; returns the concatenated training logs (column ``variant`` added).
+    ``executor``: a ``headlab.sweep`` kind (None: ``$HEADLAB_EXECUTOR``); only a non-serial one runs the
+    context lengths in parallel (``"submitit"``: one SLURM job each); unset, they train here one by one."""
+    done = _pretrain_parallel(
+        P,
+        [(pretrain_spec(P, ctx, P.ctx_variant), train, eval_win, val, f"ctx {ctx}") for ctx in P.ctx_lengths],
+        executor,
+    )
     logs = []
-    for ctx in P.ctx_lengths:
-        m, log = pretrain(
-            pretrain_spec(P, ctx, P.ctx_variant),
-            train,
-            eval_win,
-            eps_list=P.eps,
-            device=P.device,
-            val_stream=val,
-            desc=f"ctx {ctx}",
-        )
+    for i, ctx in enumerate(P.ctx_lengths):
+        if done is not None:
+            m, log = done[i]
+        else:
+            m, log = pretrain(
+                pretrain_spec(P, ctx, P.ctx_variant),
+                train,
+                eval_win,
+                eps_list=P.eps,
+                device=P.device,
+                val_stream=val,
+                desc=f"ctx {ctx}",
+            )
         trained[P.ctx_variant, ctx] = m
         logs.append(log.assign(variant=P.ctx_variant))
     return pd.concat(logs, ignore_index=True)
@@ -98,9 +139,16 @@ def sweep_report(P, gpu_log: pd.DataFrame | None) -> str:
     return "\n".join(lines)
 
 
-def variant_runs(P, train, eval_win: torch.Tensor, trained: dict) -> pd.DataFrame:
+def variant_runs(P, train, eval_win: torch.Tensor, trained: dict, executor: str | None = None) -> pd.DataFrame:
     """Table 2 rows of every ``P.variants`` at context ``P.variant_ctx``, each evaluated with and without ⟨bos⟩;
-    a model already in ``trained`` (the sweep's) is reused, a new one is added to it."""
+    a model already in ``trained`` (the sweep's) is reused, a new one is added to it. ``executor``: as in
+    ``ctx_sweep`` (only a non-serial kind trains the missing variants in parallel)."""
+    missing = [v for v in P.variants if (v, P.variant_ctx) not in trained]
+    done = _pretrain_parallel(
+        P, [(pretrain_spec(P, P.variant_ctx, v), train, eval_win, None, v) for v in missing], executor
+    )
+    for v, (m, _) in zip(missing, done or [], strict=False):
+        trained[v, P.variant_ctx] = m
     rows = []
     for v in P.variants:
         m = trained.get((v, P.variant_ctx))

@@ -187,8 +187,9 @@ def fig4(fl: pd.DataFrame):
     ax.legend(handles=ax.get_lines() + ax2.get_lines(), loc="center right")
     ax = axes[2]
     ax.plot(fl.step, fl.lm_loss, color="C2", alpha=0.7, label="LM loss, fusion-parametrised (train batch)")
-    pts = fl.dropna(subset=["collapsed_loss"]) if "collapsed_loss" in fl else fl.iloc[:0]
-    ax.plot(pts.step, pts.collapsed_loss, "o-", color="C3", label="validation loss if collapsed here")
+    if "collapsed_loss" in fl:  # absent when the fusion phase is shorter than its evaluation cadence
+        pts = fl.dropna(subset=["collapsed_loss"])
+        ax.plot(pts.step, pts.collapsed_loss, "o-", color="C3", label="validation loss if collapsed here")
     end = run_value(fl, "collapsed_init_loss")
     if end is not None:
         ax.plot([fl.step.iloc[-1]], [end], "o", color="C3")

@@ -127,6 +127,21 @@ def checks(C: Claims, folder: Path, sw: dict, P: dict):
         f"{npts} points, max relative difference {worst:.1e}",
         expected="< 1e-4",
     )
+    xc = K.read_optional(folder, "lmeval_crosscheck")
+    if xc is not None:  # lm-eval in headlab's cloze format scores the same strings: it must agree item by item
+        cz = xc[xc.method == "lm-eval cloze"]
+        C.check(
+            "K2",
+            "lm-evaluation-harness (local MMLU task files, HeadlabHFLM) scores headlab's cloze MMLU items as "
+            "headlab's own scorer does: the same outcome on every item, log-likelihoods within 1e-3",
+            len(cz) > 0 and bool((cz.agree_pct == 100).all() and (cz.max_abs_dlogprob < 1e-3).all()),
+            "; ".join(
+                f"{r.model}: {r.n} items, {r.agree_pct:.0f}% same outcome, max |Δ log p| {r.max_abs_dlogprob:.1e}"
+                for r in cz.itertuples()
+            ),
+            expected="100%, < 1e-3",
+            note="unablated; lmeval_crosscheck.csv also has lm-eval's letter format, 0-shot and few-shot",
+        )
     ov = K.read(folder, "overlap")
     fr = ov[ov.panel == "AHON-LN zeroing frequency"]
     s2 = {m: float(np.mean((g.zero_freq > 0) & (g.zero_freq < 1))) for m, g in fr.groupby("model", sort=False)}

@@ -178,13 +178,24 @@ def build_inputs(P) -> tuple[list[MCItem], list[MCItem], list[dict]]:
 
 
 def tasks_for(
-    bos: bool, mc_items: list[MCItem], mmlu_items: list[MCItem], texts: list[dict], batch_size: int, max_len: int
+    bos: bool,
+    mc_items: list[MCItem],
+    mmlu_items: list[MCItem],
+    texts: list[dict],
+    batch_size: int,
+    max_len: int,
+    mmlu_evaluator: str = "headlab",
+    mmlu_fewshot: int = 0,
 ) -> dict[str, Task]:
     """One model's three tasks, with ⟨bos⟩ as that model was trained: generated MC and MMLU by summed
-    log-likelihood, next-token loss on the paragraphs (cut to ``max_len`` tokens, labelled by text type)."""
+    log-likelihood, next-token loss on the paragraphs (cut to ``max_len`` tokens, labelled by text type).
+    MMLU goes through headlab's cloze scorer, or with ``mmlu_evaluator="lmeval"`` through lm-evaluation-harness
+    in its letter format with ``mmlu_fewshot`` examples per prompt (the paper's protocol: 5-shot)."""
     return {
         "generated_mc": Task("generated_mc", "mc", mc_items, bos=bos, batch_size=batch_size),
-        "mmlu": Task("mmlu", "mc", mmlu_items, bos=bos, batch_size=batch_size),
+        "mmlu": Task(
+            "mmlu", "mc", mmlu_items, bos=bos, batch_size=batch_size, evaluator=mmlu_evaluator, fewshot=mmlu_fewshot
+        ),
         "text_nll": Task(
             "text_nll",
             "nll",
@@ -312,3 +323,15 @@ def score_samples(variants: dict, eval_ids: np.ndarray, score: str = "ahon_ln") 
     model of ``variants`` (name -> model)."""
     ids_t = torch.as_tensor(eval_ids)
     return {k: model_scores(m, ids_t, [score])[score].ravel() for k, m in variants.items()}
+
+
+def lmeval_crosscheck(LM: dict, BOS: dict, P) -> pd.DataFrame:
+    """lm-evaluation-harness against headlab's own scorer on the same ``P.lmeval_check`` MMLU items (one per
+    subject, stratified as ``mmlu_subset``), per model: headlab cloze, lm-eval cloze (the same strings: a
+    software check), lm-eval letter 0-shot and ``P.lmeval_fewshot``-shot (the paper's format), unablated."""
+    from ... import lmeval
+
+    items = mmlu_subset(P.lmeval_check, 1, seed=P.seed, max_chars=P.mmlu_max_chars)
+    return lmeval.crosscheck(
+        {n: (m, tok, BOS[n]) for n, (m, tok) in LM.items()}, items, batch_size=P.batch_size, fewshot=P.lmeval_fewshot
+    )

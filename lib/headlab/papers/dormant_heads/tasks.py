@@ -25,6 +25,14 @@ class Task:
     ``kind="mc"``: lm-eval style multiple choice, each (context, choice) its own forward (so its
     own dormant set, as in the paper); metric = accuracy in %. ``kind="nll"``: next-token loss of
     ``texts`` (truncated to ``max_len``); metric = mean nats/token (lower is better).
+
+    ``evaluator="lmeval"`` (``kind="mc"`` with MMLU items only) scores through lm-eval 0.4.13 instead
+    (``headlab.lmeval.evaluate``, lm-eval's MMLU letter format with ``fewshot`` examples from the item's
+    subject), as the paper did. Its forwards still run under any ``heads.intervene`` the caller holds, with
+    ``HeadView.valid`` marking real tokens, so calibration and per-input zeroing work unchanged, but the
+    inputs differ: one forward per *item* (the four one-token answers " A".." D" share their context) on
+    ``(prompt + answer)[:-1]``, i.e. the prompt itself, in lm-eval's length order. ``per_item`` is still one
+    entry per item, in item order.
     """
 
     name: str
@@ -34,16 +42,42 @@ class Task:
     max_len: int = 128
     batch_size: int = 32
     labels: list | None = None  # per-item labels (e.g. text type), optional
+    evaluator: str = "headlab"  # "headlab" or "lmeval" (mc only)
+    fewshot: int = 0  # lm-eval's few-shot examples per prompt (evaluator="lmeval" only)
 
     @property
     def higher_is_better(self) -> bool:
         return self.kind == "mc"
 
     def n_inputs(self) -> int:
+        """Forwards' rows per evaluation: one per (item, choice) for headlab's mc, one per text for nll. With
+        ``evaluator="lmeval"`` one per item (lm-eval runs the shared context of one-token letter answers once);
+        approximate: identical prompts would share a row too."""
+        if self.kind == "mc" and self.evaluator == "lmeval":
+            return len(self.items)
         return sum(len(it.choices) for it in self.items) if self.kind == "mc" else len(self.items)
 
     def evaluate(self, model, tok) -> dict:
         """``metric`` (acc % or nats/token) and ``per_item`` (bool correct, or per-text nll arrays)."""
+        if self.evaluator not in ("headlab", "lmeval"):
+            raise ValueError(f"evaluator must be 'headlab' or 'lmeval', not {self.evaluator!r}")
+        if (self.evaluator == "lmeval" or self.fewshot) and self.kind != "mc":
+            raise ValueError("evaluator='lmeval' and fewshot are for kind='mc' tasks")
+        if self.fewshot and self.evaluator != "lmeval":
+            raise ValueError("few-shot prompts need evaluator='lmeval'")
+        if self.kind == "mc" and self.evaluator == "lmeval":
+            from ... import lmeval
+
+            r = lmeval.evaluate(
+                model,
+                tok,
+                self.items,
+                bos=self.bos,
+                style="letter",
+                num_fewshot=self.fewshot,
+                batch_size=self.batch_size,
+            )
+            return {"metric": 100.0 * r["acc"], "per_item": r["correct"].astype(bool)}
         if self.kind == "mc":
             r = mc_accuracy(model, tok, self.items, bos=self.bos, batch_size=self.batch_size)
             return {"metric": 100.0 * r["acc"], "per_item": r["correct"].astype(bool)}

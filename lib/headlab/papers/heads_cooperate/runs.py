@@ -41,25 +41,23 @@ def eval_sets(spec: TaskSpec, n_test: int, n_fit: int, grid_per_cell: int) -> tu
     return (test_set(spec, n_test, 10_000), test_set(spec, n_fit, 20_000), count_grid_set(spec, grid_per_cell, 30_000))
 
 
-def train_many(jobs: list[tuple], workers: int = 1, progress: bool = True, cache_dir=None) -> list[dict]:
+def train_many(
+    jobs: list[tuple], workers: int = 1, progress: bool = True, cache_dir=None, executor: str | None = None
+) -> list[dict]:
     """Train every job, in order: ``(spec, run)`` or ``(spec, run, sets)``, where ``sets`` (the keyword
     arguments of ``eval_sets``) asks for the full analysis (``analyse``) of the trained model, stored in
-    ``result["analysis"]``. ``workers > 1`` runs that many single-threaded processes (fork); results are
-    identical either way, since each run seeds its own RNGs. ``cache_dir``: keep each trained run there
-    (keyed by its full spec) and reuse it on the next call."""
+    ``result["analysis"]``. ``executor``: a ``headlab.sweep`` kind (None: ``$HEADLAB_EXECUTOR``, else
+    ``"process"``, where ``workers > 1`` runs that many single-threaded processes and ``workers <= 1`` runs
+    here); ``"submitit"`` sends the grid to SLURM as one job array. Results are identical whichever runs
+    them, since each run seeds its own RNGs. ``cache_dir``: keep each trained run there (keyed by its full
+    spec) and reuse it on the next call."""
+    from ...sweep import executor as make_executor
     from ...train import progress_bar
 
+    ex = make_executor(executor, workers)  # an unknown kind fails here, before any training
     args = [(j[0], j[1], cache_dir, j[2] if len(j) > 2 else None) for j in jobs]
-    if workers <= 1:
-        return [_train_worker(a) for a in progress_bar(args, "Count01 runs", progress)]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    # fork is fast and needs no re-import, but a process that has initialised CUDA cannot fork workers
-    # that touch torch; fall back to spawn then (same results: each run seeds its own RNGs)
-    ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-        return list(progress_bar(ex.map(_train_worker, args), "Count01 runs", progress, total=len(args)))
+    with ex:
+        return list(progress_bar(ex.imap(_train_worker, args), "Count01 runs", progress, total=len(args)))
 
 
 def grid_jobs(P, spec: dict, sets: dict | None) -> dict[tuple, tuple]:
