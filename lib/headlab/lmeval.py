@@ -61,7 +61,7 @@ import yaml  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
 from . import heads  # noqa: E402
-from .data import DataError, MCItem, mmlu_rows  # noqa: E402
+from .data import DataError, MCItem, mmlu_item, mmlu_rows  # noqa: E402
 from .models import encode  # noqa: E402
 
 LM_EVAL_VERSION = getattr(lm_eval, "__version__", "unknown")
@@ -82,10 +82,9 @@ METRICS = [
 
 
 def _cloze_key(row: dict) -> tuple[str, str, tuple[str, ...]]:
-    """``(subject, prompt, choices)`` of a raw row as ``data.mmlu`` builds its ``MCItem``."""
-    subj = row["topic"].replace("_", " ")
-    prompt = f"The following is a question about {subj}.\n\n{row['question'].strip()}\nAnswer:"
-    return row["topic"], prompt, tuple(" " + str(row[f"answer_{c}"]).strip() for c in "abcd")
+    """``(subject, prompt, choices)`` of a raw row's ``MCItem`` (``data.mmlu_item``)."""
+    it = mmlu_item(row)
+    return it.subject, it.prompt, it.choices
 
 
 def _task_name(style: str, subject: str) -> str:
@@ -182,7 +181,8 @@ def write_mmlu_tasks(
                 raise DataError(
                     f"subject {s!r} has only {len(pool)} rows outside the evaluated items for few-shot examples"
                 )
-            fewshot[s] = [_letter_doc(r, -1) for r in random.Random(f"{seed}:{s}").sample(pool, num_fewshot_pool)]
+            rng = random.Random(f"{seed}:{s}")
+            fewshot[s] = [_letter_doc(r, -1) for r in rng.sample(pool, num_fewshot_pool)] if num_fewshot_pool else []
 
     names = []
     for s in sorted(docs):
@@ -203,16 +203,16 @@ def write_mmlu_tasks(
             "metadata": {"version": 1.0},
         }
         if style == "letter":
-            fs_file = data_dir / f"{name}.fewshot.jsonl"
-            _write_jsonl(fs_file, fewshot[s])
-            cfg["dataset_kwargs"]["data_files"]["fewshot"] = str(fs_file)
             cfg.update(
                 description=LETTER_DESCRIPTION.format(subject=s.replace("_", " ")),
-                fewshot_split="fewshot",
-                fewshot_config={"sampler": "first_n"},
                 doc_to_text=LETTER_TEXT,
                 doc_to_choice=["A", "B", "C", "D"],
             )
+            if fewshot[s]:  # 0-shot needs no pool (a subject evaluated whole has no rows to spare)
+                fs_file = data_dir / f"{name}.fewshot.jsonl"
+                _write_jsonl(fs_file, fewshot[s])
+                cfg["dataset_kwargs"]["data_files"]["fewshot"] = str(fs_file)
+                cfg.update(fewshot_split="fewshot", fewshot_config={"sampler": "first_n"})
         else:
             cfg.update(doc_to_text="prompt", doc_to_choice="choices")  # feature names: used verbatim
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -385,14 +385,18 @@ LONGEST = 2048  # tokens of the longest prompt planned for (5-shot MMLU prompts 
 def rows_for(model, batch_size: int | None) -> int:
     """lm-eval's batch for ``model``: ``batch_size`` capped so that the logits fit ``LOGITS_BUDGET`` (HFLM
     log-softmaxes ``[rows, positions, vocab]`` for the whole padded batch: at Gemma's 262k vocabulary and
-    5-shot prompts that is ~1 GB per 1,000 (row, position) pairs; 16 rows killed a 24 GiB machine). ``None``:
+    5-shot prompts that is ~1 GB per 1,000 (row, position) pairs; 16 rows killed a 24 GiB machine; on a GPU the
+    budget is a quarter of its free memory when that is more). ``None``:
     one row on the CPU, where padding and the full-vocabulary softmax dominate (SmolLM2, 12 items 5-shot on 2
     cores: 15 s at 1 row, 43 s at 4, 88 s at 7), else 16 under the cap."""
     dev = getattr(model, "device", None)
     if batch_size is None and (dev is None or torch.device(dev).type == "cpu"):
         return 1
     vocab = int(model.config.vocab_size)
-    cap = max(1, int(LOGITS_BUDGET / (2 * 4 * vocab * LONGEST)))
+    budget = LOGITS_BUDGET
+    if dev is not None and torch.device(dev).type == "cuda":  # a quarter of what the GPU has free, if more
+        budget = max(budget, torch.cuda.mem_get_info(torch.device(dev))[0] / 4)
+    cap = max(1, int(budget / (2 * 4 * vocab * LONGEST)))
     return max(1, min(16 if batch_size is None else int(batch_size), cap))
 
 
@@ -435,7 +439,7 @@ def evaluate(
         if folder is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="headlab-lmeval-"))
         stack.enter_context(_lean_run(quiet=not progress))
-        names = write_mmlu_tasks(folder, items, style, num_fewshot_pool=max(5, num_fewshot), seed=seed)
+        names = write_mmlu_tasks(folder, items, style, num_fewshot_pool=num_fewshot, seed=seed)
         lm = HeadlabHFLM(model, tok, bos=bos, batch_size=rows_for(model, batch_size), progress=progress)
         tm = TaskManager(include_path=str(folder), include_defaults=False)
         res = simple_evaluate(
@@ -528,6 +532,7 @@ def crosscheck(
             rows.append(
                 {
                     "model": name,
+                    "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                     "bos": bool(bos),
                     "method": method,
                     "n": n,

@@ -275,6 +275,7 @@ def load(
         model = AutoModelForCausalLM.from_pretrained(src, **kw)
     elif "/" in name and not p.exists() and rehearsal.active():  # a paper-profile rehearsal: the tiny twin
         src = rehearsal.tiny_model(name)
+        print(f"REHEARSAL: {name} is a tiny random twin of its architecture ({src.name}), not the real model")
         tok = AutoTokenizer.from_pretrained(src)
         model = AutoModelForCausalLM.from_pretrained(src, **kw)
     else:

@@ -261,11 +261,12 @@ def folder(hub_id: str) -> Path:
 
 def tiny_model(hub_id: str) -> Path:
     """The local folder of ``hub_id``'s rehearsal model (config, random seeded weights, tokenizer), built
-    once (a few seconds) and reused."""
-    out = folder(hub_id)
-    if (out / "headlab.json").exists():
-        return out
+    once (a few seconds) and reused while its fingerprint (the shrunk config, the transformers version) holds."""
+    import shutil
+    import tempfile
+
     import torch
+    import transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from . import models
@@ -273,19 +274,32 @@ def tiny_model(hub_id: str) -> Path:
     cfg, bos, tok_of = _source(hub_id)
     tok = models.cached_tokenizer(models.build_cache(tok_of))
     fields = tiny_config(cfg, len(tok))
-    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    meta = {
+        "rehearsal_of": hub_id,
+        "bos_in_training": bos,
+        "tokenizer": tok_of,
+        "config": fields,
+        "transformers": transformers.__version__,
+    }
+    out = folder(hub_id)
+    try:
+        if json.loads((out / "headlab.json").read_text()) == json.loads(json.dumps(meta)):
+            return out
+    except (OSError, ValueError):
+        pass
+    config = AutoConfig.for_model(fields["model_type"], **{k: v for k, v in fields.items() if k != "model_type"})
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # parallel builds never share a folder
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "headlab.json").write_text(json.dumps({"rehearsal_of": hub_id, "bos_in_training": bos, "tokenizer": tok_of}))
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    (tmp / "headlab.json").write_text(json.dumps(meta))
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process renamed its identical build first
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -195,19 +195,29 @@ def run(
 
         if executor not in KINDS:
             raise ProfileError(f"unknown executor {executor!r}; choose one of {', '.join(KINDS)}")
-        os.environ["HEADLAB_EXECUTOR"] = executor
+    if rehearse and profile not in ("gpu", "paper"):
+        raise ProfileError("--rehearse rehearses the gpu or paper profile on the CPU; use it with --profile gpu|paper")
+    env = {"HEADLAB_EXECUTOR": executor} if executor else {}
     figures_root = FIGURES_DIR
     if rehearse:
-        if profile not in ("gpu", "paper"):
-            raise ProfileError(
-                "--rehearse rehearses the gpu or paper profile on the CPU; use it with --profile gpu|paper"
-            )
         figures_root = CACHE_DIR / "rehearse" / "figures"
-        os.environ[REHEARSE_ENV] = "1"  # read by profiles.resolve and models.load, here and in the notebooks' kernels
-        os.environ["HEADLAB_FIGURES"] = str(figures_root)
+        # read by profiles.resolve and models.load, here and in the notebooks' kernels
+        env.update({REHEARSE_ENV: "1", "HEADLAB_FIGURES": str(figures_root)})
         if profile == "paper":  # nothing may reach for the hub: every hub id resolves to its local twin
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["HF_DATASETS_OFFLINE"] = "1"
+            env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:  # these settings hold for this run only: later runs and models.load in this process see the old ones
+        return _run(names, profile, params, rehearse, figures_root)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(names: list[str], profile: str, params: dict | None, rehearse: bool, figures_root: Path) -> int:
     names = _select(names)
     per_nb = {}
     for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown names

@@ -130,16 +130,19 @@ def checks(C: Claims, folder: Path, sw: dict, P: dict):
     xc = K.read_optional(folder, "lmeval_crosscheck")
     if xc is not None:  # lm-eval in headlab's cloze format scores the same strings: it must agree item by item
         cz = xc[xc.method == "lm-eval cloze"]
+        fp32 = bool((cz.get("dtype", pd.Series(["float32"])) == "float32").all())
+        agree, tol = (100.0, 1e-3) if fp32 else (95.0, 0.1)  # bf16: batch layout moves sums by ~1e-2
         C.check(
             "K2",
             "lm-evaluation-harness (local MMLU task files, HeadlabHFLM) scores headlab's cloze MMLU items as "
-            "headlab's own scorer does: the same outcome on every item, log-likelihoods within 1e-3",
-            len(cz) > 0 and bool((cz.agree_pct == 100).all() and (cz.max_abs_dlogprob < 1e-3).all()),
+            "headlab's own scorer does: the same outcome on every item, log-likelihoods within 1e-3 (float32; "
+            "bfloat16 weights: on >= 95% of items, within 0.1)",
+            len(cz) > 0 and bool((cz.agree_pct >= agree).all() and (cz.max_abs_dlogprob < tol).all()),
             "; ".join(
                 f"{r.model}: {r.n} items, {r.agree_pct:.0f}% same outcome, max |Δ log p| {r.max_abs_dlogprob:.1e}"
                 for r in cz.itertuples()
             ),
-            expected="100%, < 1e-3",
+            expected="100%, < 1e-3" if fp32 else ">= 95%, < 0.1",
             note="unablated; lmeval_crosscheck.csv also has lm-eval's letter format, 0-shot and few-shot",
         )
     ov = K.read(folder, "overlap")
