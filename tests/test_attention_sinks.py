@@ -75,6 +75,22 @@ def test_sink_rates_on_a_hand_built_pattern():
     assert prof.query("eps == 0.8 and layer == 0").sink_pct.item() == pytest.approx(50.0)
 
 
+def test_exclude_first_row_is_exact_on_causal_patterns():
+    """Row 0 of a causal pattern puts weight 1 on key 0, so row-0-excluded scores follow from the included ones."""
+    torch.manual_seed(0)
+    T = 9
+    logits = torch.randn(3, 2, 4, T, T)  # [layer, batch, head, q, k]
+    pat = logits.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")).softmax(-1)
+    incl = sinks.first_position_scores(pat)
+    excl = sinks.first_position_scores(pat, include_first_row=False)
+    torch.testing.assert_close(sinks.exclude_first_row(incl, T), excl)
+    m = sinks.sink_metrics(incl, (0.3,), n_rows=T)
+    assert m["sink_0.3_excl"] == pytest.approx(100 * sinks.sink_rate(excl, 0.3))
+    assert m["mean_score_excl"] == pytest.approx(float(excl.mean()), abs=1e-6)
+    with pytest.raises(ValueError, match="2 query rows"):
+        sinks.exclude_first_row(incl, 1)
+
+
 def test_row_entropy():
     T = 4
     ent = sinks.row_entropy(causal_uniform(T))

@@ -142,6 +142,15 @@ def test_k5_nll_and_passkey():
     sc.k5(C, None, pk_mixed, BM)
     assert verdict(C, "K5-passkey") == "inconclusive"
     assert verdict(C, "K5-nll") == "not testable here"
+    pk_cannot = pd.DataFrame(  # 1/32 with <bos>: the model cannot retrieve at this length, so no drop is measurable
+        [
+            {"model": BM, "item": i, "bos": b, "correct": int(c), "tokens": 3000}
+            for i in range(32)
+            for b, c in ((True, i == 0), (False, False))
+        ]
+    )
+    sc.k5(C, None, pk_cannot, BM)
+    assert verdict(C, "K5-passkey") == "inconclusive" and "premise failed" in row(C, "K5-passkey").note
 
 
 # --- K6 ------------------------------------------------------------------------------------------------------
@@ -283,3 +292,46 @@ def test_build_from_csvs(tmp_path):
     assert verdict(C, "K5-nll") == "not testable here"
     C.save(tmp_path / "out")
     assert (tmp_path / "out" / "checks.csv").exists()
+
+
+def _pilot_folder(folder, rates):
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"step": 900, "window": range(len(rates)), "sink_0.3_incl": rates, "sink_0.3_excl": np.array(rates) * 0.9}
+    ).to_csv(folder / "pilot_windows.csv", index=False)
+    meta = {
+        "model": {"d_model": 128, "n_layers": 6, "n_heads": 8, "d_mlp": 512},
+        "params": 1.6e6,
+        "ctx": 256,
+        "lr": 0.005,
+        "weight_decay": 0.5,
+        "machine": "x86_64, 1 torch thread(s)",
+        "chance_mean_score_incl": 0.0239,
+    }
+    (folder / "pilot_params.json").write_text(__import__("json").dumps(meta))
+    pd.DataFrame(
+        {
+            "convention": ["incl", "excl"],
+            "final_tokens": [2.0e7, 2.0e7],
+            "final_mean_score": [0.026, 0.022],
+            "slope_per_decade": [2.0, 2.0],
+            "projected_tokens": [3.0e12, 4.0e12],
+            "projected_hours": [1.9e5, 2.5e5],
+            "tokens_per_s": [4400.0, 4400.0],
+        }
+    ).to_csv(folder / "pilot_trend.csv", index=False)
+
+
+def test_pilot_row_and_k7_k8_reasons(tmp_path):
+    _pilot_folder(tmp_path / "cpu_pilot", [0.0, 1.0, 0.0, 2.0, 0.0, 0.0])
+    C = Claims("attention_sinks", "smoke")
+    s = sc.pilot(C, tmp_path / "cpu_pilot")
+    r = row(C, "K7-pilot")
+    assert r.kind == "hypothesis" and r.verdict == "not reproduced" and r.n == "6"
+    assert "did not form" in s and "3.0e+12 tokens" in s
+    sc.k7(C, fig5({64: 0.0, 128: 0.0}), PARAMS, "smoke", 0.3, s)
+    assert "did not form" in row(C, "K7").note and "did not form" in row(C, "K7-gpu").note
+    _pilot_folder(tmp_path / "formed", [30.0, 40.0, 35.0, 45.0])
+    C2 = Claims("attention_sinks", "smoke")
+    assert "formed sinks" in sc.pilot(C2, tmp_path / "formed") and verdict(C2, "K7-pilot") == "reproduced"
+    assert sc.pilot(Claims("attention_sinks", "smoke"), tmp_path / "absent") == ""

@@ -256,6 +256,55 @@ def test_sweep_on_tiny_model():
     assert (curves[curves["quantile"] > 0].achieved_pct > 0).all()
 
 
+def test_random_curve_averages_independent_draws():
+    """random_seeds=3: the random point is the mean of 3 draws (the first the single run's), per item too."""
+    torch.manual_seed(0)
+    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    tok = ByteTokenizer()
+    items = [MCItem("ab" * k, (" x", " yy", " z", "q"), k % 4) for k in range(1, 7)]
+    task = D.Task("toy_mc", "mc", items, bos=True, batch_size=8)
+    cal = D.calibrate(m, tok, task, ["ahon_ln"])
+    one, e1 = D.sweep(m, tok, task, ["random"], [0.0, 0.5], cal, seed=4)
+    three, e3 = D.sweep(m, tok, task, ["random"], [0.0, 0.5], cal, seed=4, random_seeds=3)
+    draws = [D.ablate(m, tok, task, "random", 0.5, seed=4 + 500 + D.zeroing.RANDOM_SEED_STRIDE * k) for k in range(3)]
+    np.testing.assert_array_equal(e1["per_item"]["random", 0.5], draws[0][0]["per_item"])
+    want = np.mean([d[0]["per_item"].astype(float) for d in draws], axis=0)
+    np.testing.assert_allclose(e3["per_item"]["random", 0.5], want)
+    pt = three[three["quantile"] == 0.5].iloc[0]
+    assert pt.metric == pytest.approx(np.mean([d[0]["metric"] for d in draws]))
+    assert pt.achieved_pct == pytest.approx(np.mean([d[1].achieved_pct() for d in draws]))
+    assert len({tuple(d[0]["per_item"]) for d in draws} | {d[1].achieved_pct() for d in draws}) > 1  # draws differ
+    frame = D.per_item_frame({("tiny", "toy_mc"): e3})
+    np.testing.assert_allclose(frame["random@0.5"].to_numpy(), want.round(4))
+    with pytest.raises(ValueError, match="random_seeds"):
+        D.sweep(m, tok, task, ["random"], [0.0, 0.5], cal, random_seeds=0)
+
+
+def test_point_intervals_bracket_each_point():
+    """Fig. 4's bands: each point's item-bootstrap interval holds its metric, for accuracy and for loss."""
+    rng = np.random.default_rng(0)
+    mc = {("random", 0.0): rng.random(40) < 0.8, ("random", 0.2): rng.random(40) < 0.5}
+    nll = {
+        ("random", 0.0): [rng.random(5) + 2 for _ in range(12)],
+        ("random", 0.2): [rng.random(5) + 3 for _ in range(12)],
+    }
+    rows = []
+    for task, pi in (("generated_mc", mc), ("text_nll", nll)):
+        for p in (0.0, 0.2):
+            v = pi["random", p]
+            m = 100 * np.mean(v) if task == "generated_mc" else float(np.concatenate(v).mean())
+            rows.append({"model": "m", "task": task, "score": "random", "quantile": p, "metric": m})
+    curves = pd.DataFrame(rows)
+    got = D.point_intervals(
+        curves, {("m", "generated_mc"): {"per_item": mc}, ("m", "text_nll"): {"per_item": nll}}, 500
+    )
+    assert list(got.index) == list(curves.index)
+    assert (got.metric_lo <= got.metric).all() and (got.metric <= got.metric_hi).all()
+    assert (got.metric_hi - got.metric_lo > 0).all()
+    mc_w = got[got.task == "generated_mc"].eval("metric_hi - metric_lo")
+    assert (mc_w > 10).all() and (mc_w < 40).all()  # 40 Bernoulli items: about +-13 points
+
+
 # ---------------------------------------------------------------- data -------------------------
 
 

@@ -46,3 +46,37 @@ def test_damaged_part_is_refused_and_nothing_is_left(blob, tmp_path):
 def test_no_manifest(tmp_path):
     with pytest.raises(ship.ShipError, match="no manifest"):
         ship.unpack(tmp_path, tmp_path / "dest")
+
+
+def test_corpus_ships_and_is_checked_against_its_manifest(tmp_path):
+    """ship pack corpus-big / unpack: the byte files arrive in the corpus folder, sha256-checked."""
+    import sys
+
+    import numpy as np
+
+    from headlab import data
+    from headlab.paths import DATA_DIR
+
+    sys.path.insert(0, str(DATA_DIR))
+    import build_big_corpus as B
+
+    docs = [
+        {"doc_id": f"prose/s/d{i:03d}", "type": "prose", "source": "s", "text": f"Text number {i}. " * (20 + i)}
+        for i in range(60)
+    ]
+    src = tmp_path / "src"
+    B.write_corpus(src, *B.split_docs(docs, per_mille=100), None)
+    with pytest.raises(data.DataError, match="make corpus-big"):
+        ship.corpus_tarball(tmp_path / "ship", tmp_path / "nothing")
+    tarball = ship.corpus_tarball(tmp_path / "ship", src)
+    ship.pack(ship.CORPUS, src=tarball, max_bytes=4096, ship_dir=tmp_path / "ship")
+    dest = tmp_path / "there"
+    assert ship.unpack(tmp_path / "ship", tmp_path / "gguf", corpus_dir=dest) == [dest]
+    for split in ("train", "val"):
+        got, want = data.big_corpus(split, "bytes", path=dest), data.big_corpus(split, "bytes", path=src)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    (dest / "val.bytes.u8").write_bytes(b"damaged")
+    with pytest.raises(data.DataError, match="differs"):
+        data.big_corpus("val", "bytes", path=dest, verify=True)
+    ship.unpack(tmp_path / "ship", tmp_path / "gguf", corpus_dir=dest)  # a second unpack restores the files
+    assert data.big_corpus("val", "bytes", path=dest, verify=True)[0].tobytes() == want[0].tobytes()

@@ -83,7 +83,9 @@ def main(argv=None) -> int:
         "ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it"
     )
     s.add_argument("action", choices=["pack", "unpack"])
-    s.add_argument("models", nargs="*", help="pack: offline model names (default: smollm2-135m)")
+    s.add_argument(
+        "models", nargs="*", help="pack: offline model names, or corpus-big for the big corpus (default: smollm2-135m)"
+    )
     s.add_argument("--max-mb", type=int, default=28, help="pack: largest part in MiB (28: README's GPU call plan)")
     le = sub.add_parser("lenses", help="every head of one model through five lenses: a tidy table and figures")
     le.add_argument("model", help="an offline model name, a hub id, or a local model folder")

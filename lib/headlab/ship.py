@@ -1,4 +1,4 @@
-"""Carry an offline model's GGUF to a machine that takes only small transfers.
+"""Carry an offline model's GGUF, or the big corpus's byte files, to a machine that takes only small transfers.
 
 The lent GPU machine receives at most 64 MiB per call (working tree included) and has no model
 packages, so SmolLM2's 98 MB GGUF goes over in parts, one or two per call, and is put back together
@@ -7,6 +7,10 @@ there (the machine keeps ignored files between calls while it stays warm):
     python -m headlab ship pack smollm2-135m   # here: .ship/smollm2-135m.json + .ship/smollm2-135m.000 ...
     python -m headlab ship unpack              # there, once every part has arrived: .cache/gguf/<file>
     python -m headlab cache                    # there: dequantise into .cache/models (needs the gguf package)
+
+The big pretraining corpus (``make corpus-big``, issue 23) goes the same way: ``ship pack corpus-big`` puts its byte
+files, document offsets and manifest in one gzipped tar (57 MB, three parts); ``ship unpack`` there extracts it into
+``.cache/corpus_big/`` and checks every file against the corpus manifest's sha256.
 
 Every part and the whole file are sha256-checked; a missing or damaged part is named in the error.
 """
@@ -36,9 +40,36 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+CORPUS = "corpus-big"  # the name that ships the big corpus's byte files instead of a model
+CORPUS_FILES = ("manifest.json", "train.bytes.u8", "train.bytes.docs.npy", "val.bytes.u8", "val.bytes.docs.npy")
+
+
+def corpus_tarball(ship_dir: Path = SHIP_DIR, root: Path | None = None) -> Path:
+    """``ship_dir/corpus-big.tar.gz``: the big corpus's byte files and manifest (what ``data.big_corpus(kind="bytes")``
+    reads); a missing corpus is a one-line error."""
+    import tarfile
+
+    from .data import BIG_CORPUS_DIR, DataError
+
+    root = Path(root or BIG_CORPUS_DIR)
+    missing = [f for f in CORPUS_FILES if not (root / f).exists()]
+    if missing:
+        raise DataError(f"no big corpus to ship in {root} (missing {', '.join(missing)}): run `make corpus-big`")
+    ship_dir.mkdir(parents=True, exist_ok=True)
+    out = ship_dir / f"{CORPUS}.tar.gz"
+    tmp = out.with_name(out.name + ".tmp")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        for f in CORPUS_FILES:
+            tar.add(root / f, arcname=f)
+    os.replace(tmp, out)
+    return out
+
+
 def pack(name: str, src: Path | None = None, max_bytes: int = 32 * MiB, ship_dir: Path = SHIP_DIR) -> Path:
-    """Split ``src`` (default: the offline model's GGUF) into parts of at most ``max_bytes``;
-    returns the manifest's path."""
+    """Split ``src`` (default: the offline model's GGUF; for ``name="corpus-big"`` the corpus tarball) into parts of
+    at most ``max_bytes``; returns the manifest's path."""
+    if src is None and name == CORPUS:
+        src = corpus_tarball(ship_dir)
     if src is None:
         from .models import gguf_path
 
@@ -64,8 +95,29 @@ def pack(name: str, src: Path | None = None, max_bytes: int = 32 * MiB, ship_dir
     return manifest
 
 
-def unpack(ship_dir: Path = SHIP_DIR, dest_dir: Path = CACHE_DIR / "gguf") -> list[Path]:
-    """Reassemble every manifest's file in ``dest_dir`` (checked part by part, then whole)."""
+def _extract_corpus(tarball: Path, root: Path | None = None) -> Path:
+    """Extract the corpus tarball into ``root`` (default ``.cache/corpus_big``) and check the files' sha256."""
+    import tarfile
+
+    from .data import BIG_CORPUS_DIR, big_corpus
+
+    root = Path(root or BIG_CORPUS_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "r:gz") as tar:
+        names = tar.getnames()
+        if sorted(names) != sorted(CORPUS_FILES):
+            raise ShipError(f"{tarball} holds {names}, not the corpus's {list(CORPUS_FILES)}")
+        tar.extractall(root, filter="data")
+    for split in ("train", "val"):
+        big_corpus(split, "bytes", path=root, verify=True)  # sha256 against the corpus manifest
+    return root
+
+
+def unpack(
+    ship_dir: Path = SHIP_DIR, dest_dir: Path = CACHE_DIR / "gguf", corpus_dir: Path | None = None
+) -> list[Path]:
+    """Reassemble every manifest's file in ``dest_dir`` (checked part by part, then whole); the big corpus's tarball is
+    extracted into ``corpus_dir`` (default ``.cache/corpus_big``) and checked against its own manifest."""
     manifests = sorted(Path(ship_dir).glob("*.json"))
     if not manifests:
         raise ShipError(
@@ -76,8 +128,10 @@ def unpack(ship_dir: Path = SHIP_DIR, dest_dir: Path = CACHE_DIR / "gguf") -> li
     for mf in manifests:
         m = json.loads(mf.read_text())
         dest = Path(dest_dir) / m["file"]
+        if m["name"] == CORPUS:
+            dest = Path(ship_dir) / m["file"]  # reassembled beside its parts, then extracted
         if dest.exists() and dest.stat().st_size == m["bytes"] and _sha256(dest) == m["sha256"]:
-            out.append(dest)
+            out.append(_extract_corpus(dest, corpus_dir) if m["name"] == CORPUS else dest)
             continue
         missing = [p["file"] for p in m["parts"] if not (mf.parent / p["file"]).exists()]
         if missing:
@@ -99,5 +153,5 @@ def unpack(ship_dir: Path = SHIP_DIR, dest_dir: Path = CACHE_DIR / "gguf") -> li
             tmp.unlink()
             raise ShipError(f"{m['name']}: the reassembled file's sha256 differs from the manifest's")
         os.replace(tmp, dest)
-        out.append(dest)
+        out.append(_extract_corpus(dest, corpus_dir) if m["name"] == CORPUS else dest)
     return out

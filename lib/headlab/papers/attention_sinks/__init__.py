@@ -13,7 +13,8 @@ Plain functions, no plotting:
 * **mixing simulation** (Fig. 1): a toy causal mixer ``x <- rms(x + A_s (x W))`` in which a share
   ``s`` of every row's attention parks on a first token whose value is zero.
 * **value norms / apostrophe head** (Fig. 4).
-* **pretraining** of small headlab models with ⟨bos⟩ / packing / intra-document-masking variants.
+* **pretraining** of small headlab models with ⟨bos⟩ / packing / intra-document-masking variants, and the
+  go/no-go ``pilot`` on the big corpus (``python -m headlab.papers.attention_sinks.pilot``).
 
 The notebook's steps: ``experiments`` (the pretrained-model figures and tables, one function per step) and
 ``sweeps`` (the pretraining runs at a profile and where their results come from).
@@ -21,6 +22,7 @@ The notebook's steps: ``experiments`` (the pretrained-model figures and tables, 
 
 from __future__ import annotations
 
+from .claims_pretraining import PILOT_DIR
 from .experiments import (
     PUBLISHED_T1,
     attention_maps,
@@ -43,6 +45,7 @@ from .patterns import (
     APOSTROPHES,
     attention_patterns,
     chance_score,
+    exclude_first_row,
     first_position_scores,
     paired_prompt_ids,
     prompt_ids,
@@ -98,6 +101,7 @@ from .training import (
 )
 
 __all__ = [
+    "PILOT_DIR",
     "EDIT_PAIRS",
     "APOSTROPHES",
     "FILLER",
@@ -117,6 +121,7 @@ __all__ = [
     "doc_mask",
     "doc_start_windows",
     "evaluate_first_position",
+    "exclude_first_row",
     "first_position_scores",
     "layer_states",
     "mix",

@@ -5,7 +5,8 @@ CSVs read from the run's folder (each optional: a missing one makes its rows "no
 
 * ``run_params``       param,value: bos_model, eps, T, eval_T, models, and per model trained_with_bos /
                        n_heads / n_kv_heads (``trained_with_bos:<model>`` ...);
-* ``sink_per_prompt``  model, bos, prompt, sink_<eps> (% of the prompt's layer x head pairs), mean_score;
+* ``sink_per_prompt``  model, bos, prompt, sink_<eps> (% of the prompt's layer x head pairs), mean_score (query
+  row 0 included, as Gu et al.'s code; runs since issue 23 add the same with row 0 excluded, ``*_excl``);
 * ``fig2_pairs``       model, pair, bos, layer, rel_change (mean over the tokens after the edit);
 * ``fig4``             the rows with table == "value_norms": per (layer, query head) score and value norms;
 * ``nll_per_text``     model, text_type, n_tokens, nll_bos, nll_no_bos (same targets in both conditions);
@@ -37,7 +38,7 @@ from .claims_common import (
     load_params,
     two_group_bootstrap,
 )
-from .claims_pretraining import k7, k8
+from .claims_pretraining import PILOT_DIR, k7, k8, pilot
 from .published import (
     K1_TARGET,
     K1_TOL,
@@ -45,6 +46,7 @@ from .published import (
     K3_MAX_PCT,
     K4_RATIO,
     K5_NLL_RATIO,
+    K5_PK_PREMISE,
     K6_MIN_PCT,
     PAPER,
     PUB_K1,
@@ -107,6 +109,14 @@ def k2_check(C: Claims, sp: pd.DataFrame, params: dict, e_lo: float, e_hi: float
     )
 
 
+def _excl_note(sp: pd.DataFrame, model: str, conds: tuple[bool, ...], col: str) -> str:
+    """The same sink rates with query row 0 excluded (the other convention), where the run saved them."""
+    if f"{col}_excl" not in sp:
+        return ""
+    v = [_per_prompt(sp, model, c, f"{col}_excl").mean() for c in conds]
+    return " (query row 0 excluded: " + " -> ".join(f"{x:.1f}%" for x in v) + ")"
+
+
 def k3(C: Claims, sp: pd.DataFrame, bm: str, e_lo: float) -> None:
     st = "removing ⟨bos⟩ from a ⟨bos⟩-trained model collapses the first-token sink"
     col = f"sink_{e_lo:g}"
@@ -127,7 +137,7 @@ def k3(C: Claims, sp: pd.DataFrame, bm: str, e_lo: float) -> None:
         rule=f"reproduced if the 95% intervals show sink@{e_lo:g} without ⟨bos⟩ below {K3_MAX_PCT:g}% and at least "
         f"{K3_FACTOR:g}x lower than with it (paired per prompt); not if both lie on the other side",
     )
-    C.add("K3", st, PUB_K3, f"{bm}: {a.mean():.1f}% -> {b.mean():.1f}%", ev)
+    C.add("K3", st, PUB_K3, f"{bm}: {a.mean():.1f}% -> {b.mean():.1f}%" + _excl_note(sp, bm, (True, False), col), ev)
 
 
 def k4(C: Claims, pairs: pd.DataFrame | None, bm: str) -> None:
@@ -225,6 +235,19 @@ def k5(C: Claims, nll: pd.DataFrame | None, pk: pd.DataFrame | None, bm: str) ->
         "not if it lies at or below 0",
     )
     tokens = d.tokens.mean()
+    if wb[2] < K5_PK_PREMISE:  # the model must retrieve with ⟨bos⟩ before removing it can hurt
+        C.inconclusive(
+            "K5-passkey",
+            st_pk,
+            PUB_K5_PK,
+            f"{bm}: {kb}/{n} [{wb[1]:.2f}, {wb[2]:.2f}] -> {kn}/{n} [{wn[1]:.2f}, {wn[2]:.2f}] (Wilson), ~{tokens:.0f} tokens",
+            f"premise failed: with ⟨bos⟩ the model retrieves the key on at most {wb[2]:.0%} of ~{tokens:.0f}-token "
+            f"prompts (Wilson upper bound below {K5_PK_PREMISE:.0%}), so a drop cannot be measured",
+            statistic="passkey accuracy with − without ⟨bos⟩, paired per item",
+            n=n,
+            unit="items",
+        )
+        return
     C.add(
         "K5-passkey",
         st_pk,
@@ -254,7 +277,7 @@ def k6(C: Claims, sp: pd.DataFrame, params: dict, e_lo: float) -> None:
         "K6",
         st,
         PUB_K6,
-        f"{m}: {x.mean():.1f}% with nothing prepended",
+        f"{m}: {x.mean():.1f}% with nothing prepended" + _excl_note(sp, m, (False,), f"sink_{e_lo:g}"),
         ev,
         note=f"{m} is assumed trained without a fixed ⟨bos⟩ (the notes' inference [I], not verified)",
     )
@@ -293,6 +316,11 @@ def k9(C: Claims, fig4: pd.DataFrame | None, params: dict, bm: str) -> None:
         )
 
     ours = f"{bm}: sink {desc(s)}; non-sink {desc(o)}"
+    per_layer = "; per layer (log10 ratio, * = sink): " + ", ".join(
+        f"L{l}{'*' if r.sink else ''} {r.log_ratio:+.2f}" for (l, _k), r in kv.iterrows()
+    )
+    if nkv != 1:
+        per_layer = per_layer.replace("per layer", "per (layer, KV head)")
     ev = less(
         "geometric-mean ‖v_⟨bos⟩‖ / median ‖v_other‖ over sink KV heads",
         _exp10(bootstrap(s.log_ratio.to_numpy())),
@@ -323,7 +351,9 @@ def k9(C: Claims, fig4: pd.DataFrame | None, params: dict, bm: str) -> None:
         ours,
         ev_c,
         kind="hypothesis",
-        note="our contrast, asked by the review: the old K9 counted sink heads only",
+        note="our contrast, asked by the review: the old K9 counted sink heads only"
+        + (" (one KV head per layer here, so each unit is a layer)" if nkv == 1 else "")
+        + per_layer,
     )
 
 
@@ -354,8 +384,9 @@ def build(folder: Path, profile: str) -> Claims:
         k4(C, _opt(folder, "fig2_pairs"), bm)
         k5(C, _opt(folder, "nll_per_text"), _opt(folder, "passkey_items"), bm)
         k6(C, sp, params, e_lo)
-    k7(C, _opt(folder, "fig5"), params, profile, e_lo)
-    k8(C, _opt(folder, "table2"), params, profile, e_lo)
+    pilot_s = pilot(C, folder.parent / PILOT_DIR)  # the committed go/no-go pilot, the premise of K7/K8
+    k7(C, _opt(folder, "fig5"), params, profile, e_lo, pilot_s)
+    k8(C, _opt(folder, "table2"), params, profile, e_lo, pilot_s)
     if sp is not None and len(sp):
         k9(C, _opt(folder, "fig4"), params, bm)
     return C

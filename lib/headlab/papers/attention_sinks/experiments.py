@@ -77,12 +77,18 @@ def prompt_report(loaded: dict, ids_fed: dict, T: int) -> str:
     return "\n".join(lines)
 
 
-def per_prompt_sink_rates(scores: dict, eps) -> pd.DataFrame:
+def per_prompt_sink_rates(scores: dict, eps, ids_fed: dict | None = None) -> pd.DataFrame:
     """One row per (model, bos, prompt): its sink rates at every ε and mean first-position score (the unit the
-    claims' intervals resample)."""
+    claims' intervals resample), query row 0 included (Gu et al.'s code); with ``ids_fed`` (``(name, bos)`` ->
+    ``[prompt, pos]``, for the number of query rows) also with row 0 excluded (``*_excl`` columns)."""
     return pd.DataFrame(
         [
-            {"model": name, "bos": bos, "prompt": i, **sink_metrics(sc[i : i + 1], eps)}
+            {
+                "model": name,
+                "bos": bos,
+                "prompt": i,
+                **sink_metrics(sc[i : i + 1], eps, None if ids_fed is None else ids_fed[name, bos].shape[1]),
+            }
             for (name, bos), sc in scores.items()
             for i in range(len(sc))
         ]
@@ -238,13 +244,16 @@ def fig4_report(tables: dict, fire: list[list[int]]) -> str:
 
 
 # ---------------------------------------------------------------------------------- Table 1 and Table 3
-def sink_metric_table(loaded: dict, scores: dict, eps, profile: str, T: int) -> pd.DataFrame:
+def sink_metric_table(
+    loaded: dict, scores: dict, eps, profile: str, T: int, ids_fed: dict | None = None
+) -> pd.DataFrame:
     """The sink metric of every model with and without ⟨bos⟩ (``bos_as_trained``: the condition matches how it
-    was pretrained), followed by the paper's Llama-3.1 values (ε = 0.8, T = 64, 170 prompts)."""
+    was pretrained), followed by the paper's Llama-3.1 values (ε = 0.8, T = 64, 170 prompts). With ``ids_fed``
+    also with query row 0 excluded (``sink_<eps>_excl``; the paper's convention is not stated)."""
     t1 = []
     for name, (_model, tok) in loaded.items():
         for bos in (True, False):
-            m = sink_metrics(scores[name, bos], eps)
+            m = sink_metrics(scores[name, bos], eps, None if ids_fed is None else ids_fed[name, bos].shape[1])
             t1.append(
                 {
                     "model": name,
@@ -255,6 +264,7 @@ def sink_metric_table(loaded: dict, scores: dict, eps, profile: str, T: int) -> 
                     "n_prompts": len(scores[name, bos]),
                     **{f"sink_{e:g}": round(m[f"sink_{e:g}"], 2) for e in eps},
                     "mean_score": round(m["mean_score"], 4),
+                    **{k: round(v, 4 if k.startswith("mean") else 2) for k, v in m.items() if k.endswith("_excl")},
                 }
             )
     for name, v in PUBLISHED_T1.items():

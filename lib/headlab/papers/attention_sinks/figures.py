@@ -292,4 +292,33 @@ def fig7(d7: pd.DataFrame):
     return fig
 
 
-FROM_CSV = {f.__name__: f for f in (fig1, fig2, fig3, fig4, fig5, fig6, table1, table2, table3, fig7)}
+def pilot(d: pd.DataFrame):
+    """The go/no-go sink pilot on the big corpus (issue 23): sink rate at ε = 0.3, mean first-position score and
+    loss against training tokens, query row 0 included and excluded, with the criterion and chance lines. ``d``:
+    ``pilot.pilot_table`` (tokens_seen, panel, series, value; constant series are reference lines)."""
+    panels = list(dict.fromkeys(d.panel))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, layout="constrained")
+    for ax, panel in zip(axes[0], panels, strict=True):
+        g = d[d.panel == panel]
+        for k, (series, s) in enumerate(g[g.tokens_seen > 0].groupby("series", sort=False)):  # log x: from step 1 on
+            ref = series.startswith(("chance", "criterion"))
+            ax.plot(
+                s.tokens_seen,
+                s.value,
+                ls="--" if ref else "-",
+                lw=0.9 if ref else 1.6,
+                marker=None if ref else ".",
+                color="grey" if series.startswith("chance") else "C3" if ref else f"C{k}",
+                label=series,
+            )
+        ax.set_xscale("log")
+        ax.set(title=panel, xlabel="training tokens (bytes)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Sink pilot on the big corpus (bos_causal): sinks formed when the ε = 0.3 rate reaches 20 %")
+    return fig
+
+
+FROM_CSV = {f.__name__: f for f in (fig1, fig2, fig3, fig4, fig5, fig6, table1, table2, table3, fig7, pilot)}
+# drawn by their own commands, not the notebook (python -m headlab.papers.attention_sinks.pilot); redrawn by
+# `headlab replot NB --profile cpu_pilot` like the others
+NOT_IN_NOTEBOOK = ("pilot",)

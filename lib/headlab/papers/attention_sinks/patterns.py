@@ -92,6 +92,16 @@ def first_position_scores(patterns: torch.Tensor, include_first_row: bool = True
     return col.mean(-1).permute(1, 0, 2).contiguous()
 
 
+def exclude_first_row(scores: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """First-position scores with query row 0 dropped, from the scores that include it (``first_position_scores``
+    over ``n_rows`` query rows): under any causal mask row 0 sees only key 0, so its weight there is exactly 1
+    and ``excluded = (n_rows * included - 1) / (n_rows - 1)``. The two conventions of the literature (Gu et al.'s
+    code keeps row 0) without recomputing the patterns."""
+    if n_rows < 2:
+        raise ValueError(f"need at least 2 query rows to drop row 0, got {n_rows}")
+    return (n_rows * scores - 1.0) / (n_rows - 1)
+
+
 @torch.no_grad()
 def sink_scores(
     model, ids: torch.Tensor, batch_size: int = 16, keep: int = 0
@@ -125,10 +135,16 @@ def sink_rate_per_layer(scores: torch.Tensor, eps: float) -> np.ndarray:
     return (scores > eps).float().mean(dim=(0, 2)).numpy()
 
 
-def sink_metrics(scores: torch.Tensor, eps_list=(0.3, 0.8)) -> dict:
-    """Overall sink rate (in %) at every ``eps`` plus the mean first-position score."""
+def sink_metrics(scores: torch.Tensor, eps_list=(0.3, 0.8), n_rows: int | None = None) -> dict:
+    """Overall sink rate (in %) at every ``eps`` plus the mean first-position score; with ``n_rows`` (the query rows
+    the scores averaged, row 0 included) the same with row 0 excluded too, as ``sink_<eps>_excl`` and
+    ``mean_score_excl``."""
     out = {f"sink_{e:g}": 100 * sink_rate(scores, e) for e in eps_list}
     out["mean_score"] = float(scores.mean())
+    if n_rows is not None:
+        ex = exclude_first_row(scores, n_rows)
+        out |= {f"sink_{e:g}_excl": 100 * sink_rate(ex, e) for e in eps_list}
+        out["mean_score_excl"] = float(ex.mean())
     return out
 
 

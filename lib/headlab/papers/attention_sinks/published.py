@@ -35,6 +35,10 @@ PUB_K8 = Published(
 )
 PUB_K9 = Published("qualitative: the ⟨bos⟩ value vector has the smallest norm", f"Fig. 4 (Gemma 7B), {ARXIV}")
 PUB_K9_CONTRAST = Published("not claimed by the paper", "our question (fidelity review of 04, K9)")
+PUB_PILOT = Published(
+    "not claimed by the paper (Gu et al. 2024 tie sink emergence to tokens seen, learning rate and weight decay)",
+    "our go/no-go premise for K7/K8 (issue 23; fidelity review of 04)",
+)
 
 # ------------------------------------------------------------------------------------------- fixed rules
 SINK_HEAD_SCORE = 0.5  # K9: a query head is a sink head when its mean first-position score exceeds this
@@ -42,5 +46,6 @@ SINK_FORMED_PCT = 20.0  # K7/K8 premise: a pretraining run formed a sink if its 
 K3_MAX_PCT, K3_FACTOR = 5.0, 10.0
 K4_RATIO = 1.2  # review: lower bound of the 95 % interval of the ratio above 1.2
 K5_NLL_RATIO = 1.2
+K5_PK_PREMISE = 0.5  # K5-passkey premise: with ⟨bos⟩, the Wilson upper bound of retrieval accuracy reaches 50 %
 K6_MIN_PCT = 50.0
 K1_TARGET, K1_TOL = 45.97, 5.0

@@ -96,6 +96,7 @@ from .tables import (
     overlap_summary,
     overlap_table,
     pairwise_wasserstein,
+    point_intervals,
     table2_summary,
     text_type_table,
     threshold_boot_combos,
@@ -220,6 +221,7 @@ __all__ = [
     "topk_iou_matrix",
     "train_dynamics",
     "wasserstein",
+    "point_intervals",
     "within_tol_intervals",
     "zero_freq_frame",
 ]

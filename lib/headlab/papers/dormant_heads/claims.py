@@ -26,8 +26,10 @@ import pandas as pd
 from ... import claims as K
 from ...claims import Claims
 from .published import PAPER
-from .rules import c1, c2, c3, c6, c8, c9, censored_within, s1
-from .rules_scores import c4, c5, c7, c10_s3, c11
+from .rules import c1, c1a, c2, c3, c6, c8, c9, censored_within, s1
+from .rules_scores import c4, c5, c7, c10_s3, c10n, c11
+
+NATURAL_DIR = "cpu_pilot"  # figures/dormant_heads/<NATURAL_DIR>/: the sink pilot's checkpoints, scored (natural.py)
 
 
 # ---------------------------------------------------------------------------------------- sweep data
@@ -165,6 +167,7 @@ def build(folder: Path, profile: str) -> Claims:
     P = params(folder)
     _, _, sw = sweeps(folder)
     c1(C, folder)
+    c1a(C, folder, sw, P)
     c2(C, folder, sw)
     c3(C, sw)
     c4(C, folder, P)
@@ -174,6 +177,7 @@ def build(folder: Path, profile: str) -> Claims:
     c8(C)
     c9(C, sw, P)
     c10_s3(C, folder, P)
+    c10n(C, folder.parent / NATURAL_DIR, seed=int(P["seed"]))
     c11(C, folder, P)
     s1(C, sw)
     checks(C, folder, sw, P)

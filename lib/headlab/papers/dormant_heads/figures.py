@@ -26,12 +26,15 @@ def _abbr(score: str) -> str:
     return SCORES[score].abbr
 
 
-def plot_curves(ax, g: pd.DataFrame, names, title: str):
-    """Metric against the achieved % of heads zeroed, one line per score function (LN/HN variants dashed)."""
+def plot_curves(ax, g: pd.DataFrame, names, title: str, bands: bool = True):
+    """Metric against the achieved % of heads zeroed, one line per score function (LN/HN variants dashed), with
+    each point's 95 % item-bootstrap band where ``g`` has ``metric_lo`` / ``metric_hi``."""
     for s in names:
         c = g[g.score == s].sort_values("quantile")
         ls = "--" if s.endswith("_ln") or s.endswith("_hn") else "-"
         ax.plot(c.achieved_pct, c.metric, marker="o", ms=3.5, lw=1.6, ls=ls, color=PALETTE[s], label=_abbr(s))
+        if bands and "metric_lo" in c:  # 95 % item-bootstrap band of each point (runs saved before bands: none)
+            ax.fill_between(c.achieved_pct, c.metric_lo, c.metric_hi, color=PALETTE[s], alpha=0.15, lw=0)
     ax.axhline(g.baseline.iloc[0], color="gray", ls=":", lw=1.2, label="baseline")
     ax.set(title=title, xlabel="% of model heads zeroed (achieved)", ylabel=YLABEL[g.task.iloc[0]])
 
@@ -46,7 +49,11 @@ def fig4(curves: pd.DataFrame):
         auc = g[g.score != "random"].drop_duplicates("score").sort_values("auc", ascending=False)
         plot_curves(ax, g, ["random"] + list(auc.score[:3]), name)
         ax.legend(fontsize=8)
-    fig.suptitle("Fig. 4 analogue: accuracy vs % of heads zeroed (Random + top-3 score functions by AUC)", y=1.03)
+    fig.suptitle(
+        "Fig. 4 analogue: accuracy vs % of heads zeroed (Random + top-3 score functions by AUC)"
+        + ("\nbands: 95% bootstrap over items" if "metric_lo" in curves else ""),
+        y=1.03 if "metric_lo" not in curves else 1.08,
+    )
     return fig
 
 
@@ -76,7 +83,7 @@ def appfig_grid(curves: pd.DataFrame):
     fig, cells = _model_task_grid(curves, 4.8)
     for ax, name, task in cells:
         g = curves[(curves.model == name) & (curves.task == task)]
-        plot_curves(ax, g, list(dict.fromkeys(g.score)), f"{name} · {task}")
+        plot_curves(ax, g, list(dict.fromkeys(g.score)), f"{name} · {task}", bands=False)  # too many to shade
     legend = {lab: h for ax, _, _ in cells for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)}
     fig.legend(legend.values(), legend.keys(), loc="outside right center", fontsize=8)
     fig.suptitle("Appendix grid analogue: every score function swept, per model and dataset")
@@ -284,9 +291,47 @@ def score_distributions(cdf: pd.DataFrame):
     return fig
 
 
+def natural(d: pd.DataFrame):
+    """v1's dynamics on natural-text pretraining (the sink pilot's checkpoints): % dormant per window set (left),
+    head-level switching against the two sets' disagreement (middle), validation loss with its convergence step
+    (right). ``d``: ``natural.natural_table`` (step, score, series, value, conv_step)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
+    conv = int(d.conv_step.iloc[0])
+    for k, (panel, ylabel) in enumerate(
+        (("dormant", "% dormant (window, layer, head)"), ("switch", "% of heads")),
+    ):
+        for (sc, series), g in d[d.panel == panel].groupby(["score", "series"], sort=False):
+            ax = axes[k]
+            dashed = series.startswith(("set B", "null"))
+            ax.plot(
+                g.step,
+                g.value,
+                ls="--" if dashed else "-",
+                marker="o",
+                ms=2.5,
+                color=DYN_COLOURS[sc],
+                label=f"{_abbr(sc)}, {series}",
+            )
+        axes[k].set(xlabel="training step", ylabel=ylabel)
+        axes[k].legend(fontsize=7)
+    axes[0].set_title("dormant fraction on two disjoint window sets")
+    axes[1].set_title("head state changes: consecutive checkpoints vs set A ≠ set B")
+    v = d[d.panel == "loss"]
+    axes[2].plot(v.step, v.value, color="gray", marker="o", ms=2.5)
+    axes[2].set(title="validation loss (nats/byte)", xlabel="training step")
+    for ax in axes:
+        ax.axvline(conv, color="k", ls=":", lw=1)
+    axes[2].annotate(
+        "90% of the loss drop", (conv, v.value.max()), xytext=(4, -10), textcoords="offset points", fontsize=7
+    )
+    fig.suptitle("v1 on natural text: dormant heads over the sink pilot's pretraining (AHON-LN, AWFT at fixed τ)")
+    return fig
+
+
 FROM_CSV = {
     f.__name__: f
     for f in (
+        natural,
         fig4,
         appfig_grid,
         table2,
@@ -301,3 +346,6 @@ FROM_CSV = {
         score_distributions,
     )
 }
+# drawn by their own commands, not the notebook (python -m headlab.papers.dormant_heads.natural); redrawn by
+# `headlab replot NB --profile cpu_pilot` like the others
+NOT_IN_NOTEBOOK = ("natural",)

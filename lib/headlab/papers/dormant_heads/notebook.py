@@ -164,16 +164,16 @@ def text_set(per_type: int, seed: int = 0, min_chars: int = 300) -> list[dict]:
 # the notebook's set-up: inputs, tasks and the parameters the claims read
 # --------------------------------------------------------------------------------------------
 
-CLAIM_PARAMS = ("seed", "tol", "threshold_p", "awft_p", "dyn_steps", "tau_ahon_ln", "tau_awft")
+CLAIM_PARAMS = ("seed", "tol", "threshold_p", "awft_p", "dyn_steps", "tau_ahon_ln", "tau_awft", "random_seeds")
 
 
 def build_inputs(P) -> tuple[list[MCItem], list[MCItem], list[dict]]:
     """The inputs every model sees, from the profile's ``mc_per_kind``, ``mmlu_subjects``,
-    ``mmlu_per_subject``, ``mmlu_max_chars``, ``text_per_type`` and ``seed``: the generated multiple-choice
-    items, the stratified MMLU subset and the corpus paragraphs ({"type", "text"})."""
+    ``mmlu_per_subject``, ``mmlu_max_chars``, ``text_per_type``, ``text_min_chars`` and ``seed``: the generated
+    multiple-choice items, the stratified MMLU subset and the corpus paragraphs ({"type", "text"})."""
     mc_items = generated_mc(P.mc_per_kind, seed=P.seed)
     mmlu_items = mmlu_subset(P.mmlu_subjects, P.mmlu_per_subject, seed=P.seed, max_chars=P.mmlu_max_chars)
-    texts = text_set(P.text_per_type, seed=P.seed)
+    texts = text_set(P.text_per_type, seed=P.seed, min_chars=P.text_min_chars)
     return mc_items, mmlu_items, texts
 
 

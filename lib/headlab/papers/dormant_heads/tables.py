@@ -58,6 +58,31 @@ def within_tol_intervals(curves: pd.DataFrame, extra: dict, tasks: dict, n_boot:
     return pd.DataFrame(rows)
 
 
+def point_intervals(curves: pd.DataFrame, extra: dict, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """``curves`` with ``metric_lo`` / ``metric_hi``: each swept point's 95 % percentile interval over items resampled
+    with replacement (one resample per (model, task) and replicate, shared by its points: the bands of Fig. 4 and
+    the appendix grid). MC: accuracy in %; next-token loss: total loss / total tokens of the resampled texts."""
+    out = []
+    for (name, tname), g in curves.groupby(["model", "task"], sort=False):
+        pi = extra[name, tname]["per_item"]
+        first = pi[g.score.iloc[0], g["quantile"].iloc[0]]
+        n = len(first)
+        idx = np.random.default_rng([seed, len(out)]).integers(0, n, (n_boot, n))  # [replicate, item]
+        lo, hi = [], []
+        for r in g.itertuples():
+            v = pi[r.score, r.quantile]
+            if isinstance(v, np.ndarray):  # MC: 1/0 (or random's mean over draws) per item
+                b = 100.0 * np.asarray(v, float)[idx].mean(1)
+            else:  # next-token loss: per-text token losses
+                sums, lens = np.array([np.sum(a) for a in v]), np.array([len(a) for a in v], float)
+                b = sums[idx].sum(1) / lens[idx].sum(1)
+            q = np.percentile(b, [2.5, 97.5])
+            lo.append(float(q[0]))
+            hi.append(float(q[1]))
+        out.append(g.assign(metric_lo=lo, metric_hi=hi))
+    return pd.concat(out).loc[curves.index]
+
+
 def table2_summary(table2_long: pd.DataFrame) -> pd.DataFrame:
     """Table 2: per (model, task), AWFT's largest % within tolerance (NaN when not swept) beside the best
     other function's (random excluded) and their difference. ``table2_long``: ``curve_stats`` rows."""

@@ -21,7 +21,8 @@ def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.Data
     """One row per (model, task, item) from ``sweep``'s per-item results (``extra[(model, task)]``).
 
     ``n_tok`` is 1 for multiple choice and the text's scored tokens for next-token loss; ``base`` is the
-    unablated pass; ``<score>@<p>`` is the item's result at nominal quantile p: 1/0 correct (MC) or the
+    unablated pass; ``<score>@<p>`` is the item's result at nominal quantile p: 1/0 correct (MC; random's mean over
+    its draws when there are several) or the
     summed loss in nats over the text (so a sweep point's metric is ``100 * sum / n`` or ``sum / sum(n_tok)``).
     """
     frames = []
@@ -35,7 +36,8 @@ def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.Data
         def vals(v, nll=nll):  # called within this iteration only
             if nll:
                 return [float(np.sum(a)) for a in v], [len(a) for a in v]
-            v = np.asarray(v).astype(int)
+            v = np.asarray(v, float)  # 1/0, or the fraction correct over random's draws
+            v = v.astype(int) if np.all(v == np.round(v)) else v.round(4)
             return list(v), [1] * len(v)
 
         base, n_tok = vals(pi[keys[0][0], min(p for s, p in keys)])

@@ -141,6 +141,22 @@ def ablate(model, tok, task: Task, name: str, tau: float, seed: int = 0):
     return r, sel
 
 
+RANDOM_SEED_STRIDE = 100_003  # seed offset between random draws (a prime, so no draw repeats another quantile's)
+
+
+def _mean_result(rs: list[dict]) -> dict:
+    """The mean of several ``Task.evaluate`` results: metric, and per item (MC: fraction correct, bool when
+    one draw; NLL: elementwise mean of each text's per-token losses)."""
+    if len(rs) == 1:
+        return rs[0]
+    pis = [r["per_item"] for r in rs]
+    if isinstance(pis[0], np.ndarray):
+        per_item = np.mean([np.asarray(p, float) for p in pis], axis=0)
+    else:
+        per_item = [np.mean(np.stack(a), axis=0) for a in zip(*pis, strict=True)]
+    return {"metric": float(np.mean([r["metric"] for r in rs])), "per_item": per_item}
+
+
 def sweep(
     model,
     tok,
@@ -150,12 +166,20 @@ def sweep(
     calib: Calibration,
     model_name: str = "",
     seed: int = 0,
+    random_seeds: int = 1,
 ) -> tuple[pd.DataFrame, dict]:
     """One ablated run per (score, nominal quantile > 0); the 0% point is the unablated baseline.
+
+    ``random`` runs ``random_seeds`` times with independent head draws (seed 0 is the single run's draw) and
+    its point is their mean: the metric, the achieved %, each item's result (an MC item's fraction correct
+    over the draws, a text's mean per-token loss) and the per-head frequency. Its bootstrap over items then
+    estimates the expected curve under random zeroing, not one draw's.
 
     Returns the curve table (one row per point) and ``per_item[(score, p)]`` for bootstraps, plus
     ``freq[(score, p)]`` (per-head zeroing frequency across inputs) under key "freq".
     """
+    if random_seeds < 1:
+        raise ValueError(f"random_seeds must be >= 1, got {random_seeds}")
     taus = thresholds(calib, names, quantiles)
     rows, per_item, freq = [], {}, {}
     for n in names:
@@ -164,8 +188,13 @@ def sweep(
             if p == 0:
                 r, pct, f = {"metric": calib.baseline, "per_item": calib.per_item}, 0.0, None
             else:
-                r, sel = ablate(model, tok, task, n, taus[n, p], seed=seed + int(round(1000 * p)))
-                pct, f = sel.achieved_pct(), sel.head_frequency()
+                draws = [
+                    ablate(model, tok, task, n, taus[n, p], seed=seed + int(round(1000 * p)) + RANDOM_SEED_STRIDE * k)
+                    for k in range(random_seeds if n == "random" else 1)
+                ]
+                r = _mean_result([d[0] for d in draws])
+                pct = float(np.mean([d[1].achieved_pct() for d in draws]))
+                f = np.mean([d[1].head_frequency() for d in draws], axis=0)
             rows.append(
                 {
                     "model": model_name,
@@ -226,15 +255,30 @@ def sweep_plan(
 
 
 def run_sweeps(
-    lms: dict, tasks: dict, cal: dict, plan: dict, quantiles: Sequence[float], seed: int = 0
+    lms: dict,
+    tasks: dict,
+    cal: dict,
+    plan: dict,
+    quantiles: Sequence[float],
+    seed: int = 0,
+    random_seeds: int = 1,
 ) -> tuple[pd.DataFrame, dict]:
-    """``sweep`` every (model, dataset, scores) of ``plan`` against its calibration pass ``cal``. Returns
-    all curves in one table and ``extra[(model, dataset)]``, ``sweep``'s per-item results and frequencies."""
+    """``sweep`` every (model, dataset, scores) of ``plan`` against its calibration pass ``cal`` (random averaged
+    over ``random_seeds`` draws). Returns all curves in one table and ``extra[(model, dataset)]``, ``sweep``'s
+    per-item results and frequencies."""
     curves, extra = [], {}
     for name, (m, tok) in lms.items():
         for tname, names in plan[name]:
             c, extra[name, tname] = sweep(
-                m, tok, tasks[name][tname], names, quantiles, cal[name, tname], model_name=name, seed=seed
+                m,
+                tok,
+                tasks[name][tname],
+                names,
+                quantiles,
+                cal[name, tname],
+                model_name=name,
+                seed=seed,
+                random_seeds=random_seeds,
             )
             curves.append(c)
     return pd.concat(curves, ignore_index=True), extra
