@@ -38,7 +38,7 @@ from .claims_common import (
     load_params,
     two_group_bootstrap,
 )
-from .claims_pretraining import PILOT_DIR, k7, k8, pilot
+from .claims_pretraining import PILOT_DIR, committed, k7, k8, pilot
 from .published import (
     K1_TARGET,
     K1_TOL,
@@ -384,7 +384,7 @@ def build(folder: Path, profile: str) -> Claims:
         k4(C, _opt(folder, "fig2_pairs"), bm)
         k5(C, _opt(folder, "nll_per_text"), _opt(folder, "passkey_items"), bm)
         k6(C, sp, params, e_lo)
-    pilot_s = pilot(C, folder.parent / PILOT_DIR)  # the committed go/no-go pilot, the premise of K7/K8
+    pilot_s = pilot(C, committed(folder, PILOT_DIR))  # the committed go/no-go pilot, the premise of K7/K8
     k7(C, _opt(folder, "fig5"), params, profile, e_lo, pilot_s)
     k8(C, _opt(folder, "table2"), params, profile, e_lo, pilot_s)
     if sp is not None and len(sp):

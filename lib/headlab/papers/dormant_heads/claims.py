@@ -25,6 +25,7 @@ import pandas as pd
 
 from ... import claims as K
 from ...claims import Claims
+from ..attention_sinks.claims_pretraining import committed
 from .published import PAPER
 from .rules import c1, c1a, c2, c3, c6, c8, c9, censored_within, s1
 from .rules_scores import c4, c5, c7, c10_s3, c10n, c11
@@ -177,7 +178,7 @@ def build(folder: Path, profile: str) -> Claims:
     c8(C)
     c9(C, sw, P)
     c10_s3(C, folder, P)
-    c10n(C, folder.parent / NATURAL_DIR, seed=int(P["seed"]))
+    c10n(C, committed(folder, NATURAL_DIR), seed=int(P["seed"]))
     c11(C, folder, P)
     s1(C, sw)
     checks(C, folder, sw, P)
