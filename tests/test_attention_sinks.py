@@ -443,3 +443,19 @@ def test_pretraining_sources_committed_and_earlier_split(tmp_path, capsys):
     rep = sinks.table2_report(smoke, srcs).splitlines()
     assert rep[0] == "committed gpu-profile CSV: figures/attention_sinks/gpu/table2.csv" and rep[1] == "live (smoke)"
     assert sinks.table2_report(smoke, []) == "committed gpu-profile CSV: none yet"
+
+
+def test_pretrain_corpus_shipped_big_and_bad(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from headlab import data
+    from headlab.papers.attention_sinks import sweeps
+
+    assert sweeps.doc_index(np.array([0, 3, 5])).tolist() == [0, 0, 0, 1, 1]
+    tr, va, dtr, dva = sweeps.pretrain_corpus(SimpleNamespace(pretrain_corpus="shipped"))
+    assert len(tr) == len(dtr) and len(va) == len(dva) and abs(len(va) / (len(tr) + len(va)) - 0.05) < 1e-3
+    monkeypatch.setattr(data, "BIG_CORPUS_DIR", tmp_path)  # no big corpus there: one clear error
+    with pytest.raises(data.DataError, match="corpus"):
+        sweeps.pretrain_corpus(SimpleNamespace(pretrain_corpus="big"))
+    with pytest.raises(ValueError, match="pretrain_corpus"):
+        sweeps.pretrain_corpus(SimpleNamespace(pretrain_corpus="wiki"))

@@ -314,3 +314,163 @@ def test_arm_plan_arms_frame_and_tables():
     assert list(t2.arm) == ["DHA", "DHA w/o fusion", "DHA w/o adaptive", "GQA (mean-pool)", "other"]
     assert str(t2.ct_steps.dtype) == "Int64" and t2.ct_steps.isna().sum() == 2
     assert list(dha.run_params("cpu", [0, 1]).value) == ["cpu", 2]
+
+
+# --- design options (issue 24) ---------------------------------------------------------------------
+
+
+def test_group_normalised_fusion_loss_ignores_singletons_and_hand_value():
+    m = _model()
+    f = copy.deepcopy(m)
+    dha.attach_fusion(f, KG, VG, norm="group")
+    fm = {id(lin): mod for lin, mod, _ in dha.fusion_modules(f)}
+    lin = f.layers[0].self_attn.k_proj
+    W = m.layers[0].self_attn.k_proj.weight.detach().view(4, 8, 32)
+    with torch.no_grad():
+        got = fm[id(lin)].loss(lin.weight).item()
+        # KG layer 0 = [[0, 2], [1], [3]]: one multi-member group, normalised by its own members' norms
+        want = float(((W[0] - W[2]).pow(2).sum() / 2) / (W[0].pow(2).sum() + W[2].pow(2).sum()))
+        assert got == pytest.approx(want, rel=1e-5)
+        # inflating a singleton head changes the layer-normalised loss but not the group-normalised one
+        fm[id(lin)].omega[1, 1] = 10.0
+        assert fm[id(lin)].loss(lin.weight).item() == pytest.approx(want, rel=1e-5)
+        one = dha.HeadFusion([[0], [1], [2], [3]], 4, norm="group")
+        assert one.loss(W.reshape(32, 32)).item() == 0.0
+    with pytest.raises(ValueError, match="fusion_norm"):
+        dha.HeadFusion([[0, 1]], 2, norm="whole")
+
+
+def test_target_objective_holds_lambda_at_zero_below_eps_and_cosine_lr():
+    m = _model()
+    tokens = np.random.default_rng(0).integers(0, 50, 4000)
+    from headlab.data import Batches
+
+    batches = Batches(tokens, 4, 16, seed=0)
+    kw = dict(steps=10, lr=1e-3, omega_lr=5e-2, lam_max=200.0, progress=False, objective="target")
+    _, log = dha.run_fusion(m, KG, VG, batches, eps=1e-3, dual_lr=10.0, **kw)
+    lams = [r["lambda"] for r in log]
+    assert lams[0] == 0.0 and lams[1] > 0.0  # the multiplier starts at 0 and rises while L_fuse > eps
+    # each step's ascent is dual_lr * (L_fuse - eps), clipped at 0 and lam_max
+    for k in range(len(log) - 1):
+        want = min(200.0, max(0.0, lams[k] + 10.0 * (log[k]["fusion_loss"] - 1e-3)))
+        assert lams[k + 1] == pytest.approx(want, rel=1e-6, abs=1e-9)
+    _, log = dha.run_fusion(m, KG, VG, batches, eps=10.0, dual_lr=10.0, **kw)  # target already met: no penalty
+    assert all(r["lambda"] == 0.0 for r in log)
+    with pytest.raises(ValueError, match="objective"):
+        dha.run_fusion(m, KG, VG, batches, steps=1, lr=1e-3, omega_lr=1e-2, lam_max=1.0, objective="x")
+    from headlab.train import TrainConfig, lr_at
+
+    tc = TrainConfig(steps=20, lr=1.0, warmup=2, min_lr_ratio=0.1, schedule_steps=10)
+    assert lr_at(0, tc) == 0.5 and lr_at(10, tc) == pytest.approx(0.1) and lr_at(19, tc) == pytest.approx(0.1)
+    assert lr_at(6, tc) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+
+
+def test_fusability_is_scalar_fit_and_ignores_centring_invariance_of_cka():
+    rng = torch.Generator().manual_seed(0)
+    Y = torch.randn(3, 50, 4, generator=rng)
+    Y[1] = -2.0 * Y[0]  # a scalar multiple: fusable exactly
+    Q = torch.linalg.qr(torch.randn(4, 4, generator=rng))[0]
+    Y[2] = Y[0] @ Q  # a rotation: CKA 1, but no scalar maps one onto the other
+    F = dha.fusability_matrix(Y)
+    C = dha.cka_matrix(Y)
+    assert F[0, 1] == pytest.approx(1.0) and C[0, 2] == pytest.approx(1.0)
+    assert F[0, 2] < 0.9 and np.allclose(F, F.T) and np.allclose(np.diag(F), 1.0)
+    a = (Y[2] * Y[0]).sum() / Y[0].pow(2).sum()  # residual of the best scalar fit, by hand
+    res = (Y[2] - a * Y[0]).pow(2).sum() / Y[2].pow(2).sum()
+    assert F[0, 2] == pytest.approx(1.0 - float(res), rel=1e-6)
+    sims = dha.head_similarity({"k": [Y]}, "fusability")
+    assert np.allclose(sims["k"][0], F)
+    with pytest.raises(ValueError, match="search_score"):
+        dha.head_similarity({"k": [Y]}, "wasserstein")
+
+
+def test_joint_allocation_spends_the_budget_and_charges_its_forwards():
+    m = _model()
+    tokens = np.random.default_rng(0).integers(0, 50, 4000)
+    from headlab.data import Batches
+
+    b = [Batches(tokens, 4, 16, seed=0)(99)]
+    sims = {k: [np.eye(4) * 0.5 + 0.5] * 2 for k in "kv"}
+    groups, rows, used = dha.probe_allocation(m, sims, 0.5, b, allocation="joint")
+    assert sum(dha.counts(groups["k"])) == 4 and sum(dha.counts(groups["v"])) == 4
+    assert all(c >= 1 for c in dha.counts(groups["k"]))
+    # 4 merges per kind; each merge evaluates every layer that still has > 1 head
+    assert len(rows) == 8 and used > 64 * (1 + 8)
+    with pytest.raises(ValueError, match="allocation"):
+        dha.probe_allocation(m, sims, 0.5, b, allocation="best")
+
+
+def test_source_arm_keeps_every_head_and_reports_test_loss():
+    m = _model()
+    tokens = np.random.default_rng(0).integers(0, 50, 4000)
+    from headlab.data import Batches
+
+    stream = Batches(tokens, 4, 16, seed=0)
+    ev, te = [stream(900)], [stream(901)]
+    ctx = dha.Context(m, stream, 64, ev, [stream(902)], total_steps=4, warmup=1, progress=False, test_batches=te)
+    r = dha.run_arm(ctx, dha.Arm("source + CT", 1.0, "source"))
+    assert r["k_counts"] == [4, 4] and r["search_steps"] == 0 and r["ct_steps"] == 4
+    assert r["init_test_loss"] == pytest.approx(dha.lm_eval(m, te)["loss"])
+    assert np.isfinite(r["final_test_loss"]) and r["init_loss"] == pytest.approx(dha.lm_eval(m, ev)["loss"])
+
+
+def test_design_ablation_reuses_unchanged_arms_and_reports_what_does_not_fit():
+    from headlab.data import Batches
+    from headlab.papers.dha_fusion import design as DD
+
+    m = _model(n_heads=8)
+    stream = Batches(np.random.default_rng(0).integers(0, 50, 4000), 4, 16, seed=0)
+    ctx = dha.Context(
+        m,
+        stream,
+        64,
+        [stream(900)],
+        [stream(902)],
+        total_steps=14,
+        warmup=1,
+        progress=False,
+        test_batches=[stream(901)],
+    )
+    variants = {k: DD.VARIANTS[k] for k in ("first design", "search: fusability, joint", "all fixes")}
+    d = DD.design_ablation({0: ctx}, 0.25, 2, 1e-4, variants)
+    assert len(d) == 3 * 3 and list(d.arm[:3]) == ["source + CT", "GQA", "DHA"]
+    first = d[d.variant == "first design"].set_index("arm")
+    joint = d[d.variant == "search: fusability, joint"].set_index("arm")
+    allf = d[d.variant == "all fixes"].set_index("arm")
+    # GQA and the control do not depend on DHA's search: reused; the LR change retrains them
+    assert joint.loc["GQA", "final_test_loss"] == first.loc["GQA", "final_test_loss"]
+    assert allf.loc["GQA", "lr"] == 1e-4 and allf.loc["GQA", "final_test_loss"] != first.loc["GQA", "final_test_loss"]
+    assert d[d.variant != "search: fusability, joint"].fits.all()
+    # greedy probes: 1 + 2 kinds x 2 layers x 7 counts forwards of 64 tokens at 1/3 -> 10 steps + 2 fusion <= 14;
+    # the joint search's ~45 forwards -> 16 steps do not fit
+    assert not joint.loc["DHA", "fits"] and np.isnan(joint.loc["DHA", "final_test_loss"])
+    dm = DD.dha_minus_gqa(d)
+    assert list(dm.variant.unique()) == list(variants) and np.isnan(dm[dm.variant.str.contains("joint")]["diff"]).all()
+    from headlab.papers.dha_fusion.figures import design_ablation
+
+    design_ablation(d.assign(budget=0.25))
+
+
+def test_fusion_cosine_decays_the_weights_lr_but_not_omegas():
+    from headlab.data import Batches
+
+    m = _model()
+    seen = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append([(g.get("omega", False), g["lr"]) for g in self.param_groups])
+        return orig(self, *a, **k)
+
+    torch.optim.AdamW.step = spy
+    try:
+        stream = Batches(np.random.default_rng(0).integers(0, 50, 4000), 4, 16, seed=0)
+        dha.run_fusion(
+            m, KG, VG, stream, steps=6, lr=1e-3, omega_lr=1e-2, lam_max=1.0, warmup=2, min_lr_ratio=0.1, progress=False
+        )
+    finally:
+        torch.optim.AdamW.step = orig
+    om = [next(lr for o, lr in s if o) for s in seen]
+    w = [next(lr for o, lr in s if not o) for s in seen]
+    assert om == pytest.approx([5e-3, 1e-2, 1e-2, 1e-2, 1e-2, 1e-2])
+    assert w[1] == pytest.approx(1e-3) and w[-1] < 0.3e-3 and all(a >= b for a, b in itertools.pairwise(w[1:]))

@@ -470,3 +470,12 @@ def read(folder: Path, name: str) -> pd.DataFrame:
             f"{Path(folder) / name}.csv: the claims need this CSV; rerun the notebook that writes it"
         )
     return pd.read_csv(path)
+
+
+def committed(folder: Path, name: str) -> Path:
+    """A sibling run folder ``name`` of ``folder`` (e.g. a pilot's), else the committed one under ``figures/``: a
+    run writing elsewhere (nbval, a rehearsal) still reads the committed results of a command-line run."""
+    from .paths import PUBLISHED_DIR
+
+    here = Path(folder).parent / name
+    return here if here.exists() else PUBLISHED_DIR / Path(folder).parent.name / name

@@ -55,12 +55,13 @@ class TrainConfig:
     eval_every: int = 50
     checkpoint_every: int | None = None
     seed: int = 0
+    schedule_steps: int | None = None  # the cosine's horizon (None: ``steps``); past it the lr holds at the minimum
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
-    frac = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    frac = (step - tc.warmup) / max(1, (tc.schedule_steps or tc.steps) - tc.warmup)
     return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...claims import Claims, compound, greater, less, within
+from ...claims import Claims, committed, compound, greater, less, within
 from ...intervals import bootstrap, wilson
 from .claims_common import (
     _bool,
@@ -38,7 +38,7 @@ from .claims_common import (
     load_params,
     two_group_bootstrap,
 )
-from .claims_pretraining import PILOT_DIR, committed, k7, k8, pilot
+from .claims_pretraining import PILOT_DIR, k7, k8, pilot
 from .published import (
     K1_TARGET,
     K1_TOL,

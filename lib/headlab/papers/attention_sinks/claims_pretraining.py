@@ -17,15 +17,6 @@ from .published import PUB_K7, PUB_K8, PUB_PILOT, SINK_FORMED_PCT
 PILOT_DIR = "cpu_pilot"  # figures/attention_sinks/<PILOT_DIR>/: the committed go/no-go pilot (pilot.py)
 
 
-def committed(folder: Path, name: str) -> Path:
-    """A sibling run folder ``name`` of ``folder`` (e.g. the pilot's), else the committed one under ``figures/``: a
-    run writing elsewhere (nbval, a rehearsal) still reads the committed pilot."""
-    from ...paths import PUBLISHED_DIR
-
-    here = Path(folder).parent / name
-    return here if here.exists() else PUBLISHED_DIR / Path(folder).parent.name / name
-
-
 def pilot(C: Claims, folder: Path | None) -> str:
     """K7-pilot: did the go/no-go pilot (``pilot.py``, committed in ``folder``) form sinks on its held-out windows?
     Returns a sentence for K7/K8's reasons ("" when there is no pilot)."""

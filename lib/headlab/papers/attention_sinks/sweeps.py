@@ -10,12 +10,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .training import VARIANTS, PretrainSpec, build_model, pretrain, variant_table
 
 COMMITTED = "gpu profile (committed CSV)"
+
+
+CORPORA = ("shipped", "big")
+
+
+def doc_index(offsets: np.ndarray) -> np.ndarray:
+    """Per-token document index ``[n_tokens]`` (int32) from document start offsets ending at the token count."""
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int32), np.diff(offsets))
+
+
+def pretrain_corpus(P) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(train tokens, val tokens, train doc index, val doc index)`` of the pretraining sweeps: the shipped corpus,
+    its last 5 % held out (``P.pretrain_corpus == "shipped"``, smoke), or the big corpus split by document
+    (``"big"``, gpu: ``make corpus-big``, or ``headlab ship unpack`` of its parts on the GPU machine; ~193 MB of
+    bytes, so the sweeps no longer cycle over 2.8 MB). A missing big corpus is a one-line ``DataError``."""
+    from ... import data
+
+    if P.pretrain_corpus not in CORPORA:
+        raise ValueError(f"pretrain_corpus must be one of {CORPORA}, not {P.pretrain_corpus!r}")
+    if P.pretrain_corpus == "shipped":
+        toks, docs = data.corpus_tokens()
+        return data.split_tokens(toks, 0.05, docs)
+    tr, otr = data.big_corpus("train", "bytes")
+    va, ova = data.big_corpus("val", "bytes")
+    return np.asarray(tr), np.asarray(va), doc_index(otr), doc_index(ova)
 
 
 def pretrain_spec(P, ctx: int, variant: str) -> PretrainSpec:

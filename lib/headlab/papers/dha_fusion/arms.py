@@ -14,7 +14,7 @@ import torch
 from ...nn import HeadlabLM
 from ...train import TrainConfig, train
 from .checks import kv_cache_bytes
-from .cka import head_activations, head_cka
+from .cka import head_activations, head_similarity
 from .data import lm_eval
 from .fusion import probe_allocation, run_fusion
 from .grouping import (
@@ -23,6 +23,7 @@ from .grouping import (
     contiguous_groups,
     counts,
     global_agglomerate,
+    identity_groups,
     n_source,
     tied_uniform_groups,
     uniform_groups,
@@ -38,7 +39,9 @@ class Arm:
 
     alloc: "gqa" (contiguous blocks, K = V), "cka_gqa" (uniform, CKA groups shared by K and V),
            "uniform" (CKA groups per layer, K and V decoupled), "cka" (DHA-lite global CKA
-           merges), "probe" (loss-driven search).
+           merges), "probe" (loss-driven search), "source" (every head kept: the source + continued
+           training control, the paper's MHA-dagger rows; its ``budget`` is ignored).
+    (CKA above: the context's ``search_score``, CKA or fusability.)
     init:  "pool" (mean of the members) or "fusion" (``fusion_steps`` of learned fusion).
     """
 
@@ -73,12 +76,38 @@ class Context:
     progress: bool = True
     sims: dict | None = None
     cache: dict = field(default_factory=dict)
+    # design options (issue 24); the defaults are the first design, so its results stay measurable
+    min_lr_ratio: float = 1.0  # fusion and CT: warm-up then cosine to this share of ``lr`` (1.0: constant)
+    fusion_objective: str = "ramp"  # or "target": the epsilon-target Lagrangian (fusion.run_fusion)
+    fusion_eps: float = 1e-3
+    dual_lr: float = 10.0
+    fusion_norm: str = "layer"  # or "group" (HeadFusion.loss)
+    search_score: str = "cka"  # or "fusability" (cka.head_similarity)
+    allocation: str = "greedy"  # full DHA's search: or "joint" (fusion.joint_allocation)
+    test_batches: list | None = None  # held-out batches reported beside eval_batches (tune on one, report the other)
 
     def __post_init__(self):
         if self.sims is None:
             ids = torch.cat([x for x, _ in self.calib_batches])
-            self.sims = head_cka(head_activations(self.source, ids, kinds=("k", "v")))
+            self.sims = head_similarity(head_activations(self.source, ids, kinds=("k", "v")), self.search_score)
         self.calib_tokens = sum(x.numel() for x, _ in self.calib_batches)
+
+
+def _evaluator(ctx: Context) -> Callable:
+    """model -> {loss, acc} on the evaluation batches, plus test_loss / test_acc on ``ctx.test_batches`` if any."""
+
+    def evaluate(m):
+        r = lm_eval(m, ctx.eval_batches)
+        if ctx.test_batches:
+            t = lm_eval(m, ctx.test_batches)
+            r.update(test_loss=t["loss"], test_acc=t["acc"])
+        return r
+
+    return evaluate
+
+
+def _test(r: dict) -> dict:
+    return {"test_loss": r["test_loss"]} if "test_loss" in r else {}
 
 
 def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
@@ -91,7 +120,9 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
         return ctx.cache[key]
     sk, sv = ctx.sims["k"], ctx.sims["v"]
     cka_cost = ctx.calib_tokens  # one forward over the calibration batch
-    if arm.alloc in ("gqa", "uniform", "cka_gqa"):
+    if arm.alloc == "source":
+        res = (identity_groups(nk), identity_groups(nv), 0.0)
+    elif arm.alloc in ("gqa", "uniform", "cka_gqa"):
         per = budget_total(nk, arm.budget) / L
         if per != int(per) or budget_total(nv, arm.budget) / L != per:
             raise ValueError(f"budget {arm.budget} gives {per} heads per layer: not uniform")
@@ -110,7 +141,7 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
             cka_cost,
         )
     elif arm.alloc == "probe":
-        g, rows, used = probe_allocation(src, ctx.sims, arm.budget, ctx.calib_batches)
+        g, rows, used = probe_allocation(src, ctx.sims, arm.budget, ctx.calib_batches, allocation=ctx.allocation)
         ctx.cache[("probe_rows", arm.budget)] = rows
         res = (g["k"], g["v"], cka_cost + used)
     else:
@@ -149,6 +180,11 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
             eval_every=ctx.eval_every,
             progress=ctx.progress,
             desc=f"{arm.name} fusion",
+            min_lr_ratio=ctx.min_lr_ratio,
+            objective=ctx.fusion_objective,
+            eps=ctx.fusion_eps,
+            dual_lr=ctx.dual_lr,
+            norm=ctx.fusion_norm,
         )
         for r in flog:
             if "collapsed_loss" in r:
@@ -157,22 +193,28 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
                 )
     else:
         model = collapse(ctx.source, kg, vg)
-    init = lm_eval(model, ctx.eval_batches)
-    curve.append({"tokens": (search_steps + fsteps) * tps, "loss": init["loss"], "phase": "init"})
+    evaluate = _evaluator(ctx)
+    init = evaluate(model)
+    curve.append({"tokens": (search_steps + fsteps) * tps, "loss": init["loss"], "phase": "init", **_test(init)})
     offset = search_steps + fsteps
     final = init
     if ct_steps + arm.extra_steps:
         every = ctx.eval_every if arm.curve else ct_steps
         if arm.extra_steps and ct_steps % every:
             raise ValueError(f"{arm.name}: with extra_steps, eval_every must divide the {ct_steps} CT steps")
-        tc = TrainConfig(
-            steps=ct_steps + arm.extra_steps, lr=ctx.lr, warmup=ctx.warmup, min_lr_ratio=1.0, eval_every=every
+        tc = TrainConfig(  # the cosine ends at the budget; extra steps (GQA's curve) hold its final lr
+            steps=ct_steps + arm.extra_steps,
+            lr=ctx.lr,
+            warmup=ctx.warmup,
+            min_lr_ratio=ctx.min_lr_ratio,
+            eval_every=every,
+            schedule_steps=ct_steps,
         )
         log = train(
             model,
             lambda s: ctx.get_batch(offset + s),
             tc,
-            eval_fn=lambda m: lm_eval(m, ctx.eval_batches),
+            eval_fn=evaluate,
             progress=ctx.progress,
             desc=f"{arm.name} CT",
         )
@@ -182,9 +224,10 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
                     "tokens": (offset + r["step"]) * tps,
                     "loss": r["loss"],
                     "phase": "CT" if r["step"] <= ct_steps else "past budget",
+                    **_test(r),
                 }
             )
-        final = next(({"loss": r["loss"], "acc": r["acc"]} for r in log if r["step"] == ct_steps), None)
+        final = next((r for r in log if r["step"] == ct_steps), None)
         if final is None:
             raise RuntimeError(f"{arm.name}: no evaluation at the budget")
     return {
@@ -204,7 +247,12 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
         "init_acc": init["acc"],
         "final_loss": final["loss"],
         "final_acc": final["acc"],
+        "init_test_loss": init.get("test_loss", float("nan")),
+        "final_test_loss": final.get("test_loss", float("nan")),
         "final_fusion_loss": flog[-1]["final_fusion_loss"] if flog else float("nan"),
+        "collapse_cost": init["loss"] - flog[-1]["uncollapsed_loss"]
+        if flog and "uncollapsed_loss" in flog[-1]
+        else float("nan"),
         "fusion_log": flog,
         "curve": curve,
         "model": model if not arm.extra_steps else None,

@@ -63,6 +63,28 @@ def head_cka(acts: dict) -> dict:
     return {k: [cka_matrix(a) for a in v] for k, v in acts.items()}
 
 
+def fusability_matrix(acts: torch.Tensor) -> np.ndarray:
+    """How well one head's activations are a scalar multiple of another's: ``[n, n]`` with entry
+    ``1 - min_a ||Y_i - a Y_j||^2 / ||Y_i||^2 = cos^2(Y_i, Y_j)`` over the flattened, *uncentred* ``[tokens, d]``
+    activations (symmetric, 1 on the diagonal). Unlike CKA it sees how the heads' coordinates are oriented, which is
+    what a scalar fusion of their weights (``sum_j omega_ij W_j``) depends on. ``acts``: ``[n, tokens, d]``."""
+    A = acts.double().flatten(1)  # [n, tokens * d]
+    G = A @ A.T
+    nrm = G.diagonal().clamp_min(1e-30)
+    return (G.pow(2) / (nrm[:, None] * nrm[None, :])).numpy()
+
+
+SEARCH_SCORES = ("cka", "fusability")
+
+
+def head_similarity(acts: dict, score: str = "cka") -> dict:
+    """``{kind: [layer] -> [n, n]}``: linear CKA (``"cka"``, the first design) or ``fusability_matrix``."""
+    if score not in SEARCH_SCORES:
+        raise ValueError(f"search_score must be one of {SEARCH_SCORES}, not {score!r}")
+    f = cka_matrix if score == "cka" else fusability_matrix
+    return {k: [f(a) for a in v] for k, v in acts.items()}
+
+
 def cross_layer_cka(acts_kind: list[torch.Tensor]) -> list[float]:
     """Baseline for 'redundancy': mean CKA between each head of layer l and each head of layer
     l+1 (heads that are certainly not duplicates of each other)."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from ...claims import Claims, Published, compound, greater, less, read
 from ...intervals import seed_interval
+from . import claims_smollm
 from .published import (
     CT_TOL,
     EXACT_TOL,
@@ -344,6 +345,8 @@ def build(folder: Path, profile: str) -> Claims:
         ),
         note=_join("final validation loss", one_seed),
     )
+    design_row(C, folder)
+    claims_smollm.add(C, folder)
     return C
 
 
@@ -381,3 +384,59 @@ def narrowing(C: Claims, cid: str, pub: Published, S: dict, budgets, ours: str) 
         for b in budgets
     }
     C.add(cid, stmt, pub, ours, compound(parts))
+
+
+def design_row(C: Claims, folder: Path) -> None:
+    """C9d (hypothesis, issue 24): with every design fix (the source's final learning rate with a cosine, the
+    epsilon-target objective normalised per group, the fusability score with the greedy allocation), DHA's test loss is
+    below GQA's on this profile's byte source: the paired DHA - GQA difference over the design seeds
+    (``design_ablation.csv``), reproduced if its t-interval lies below 0. The other variants are in the note."""
+    from .design import dha_minus_gqa
+
+    d = read_design(folder)
+    stmt = "Byte source, all design fixes: DHA's test loss is below GQA's at the first budget (our hypothesis)"
+    pub = Published(
+        "(issue 24: the first design's LR restart, objective and search decided the byte-model verdict)", "ours"
+    )
+    if d is None:
+        C.untestable(
+            "C9d",
+            stmt,
+            pub,
+            "no design_ablation.csv in this run (design_seeds = [], or a run made before the ablation existed)",
+            kind="hypothesis",
+        )
+        return
+    dm = dha_minus_gqa(d)
+    per = dm.groupby("variant", sort=False)["diff"].agg(["mean", "count"])
+    fits = d.groupby("variant", sort=False).fits.all()
+    allfix = dm[dm.variant == "all fixes"]["diff"].to_numpy(float)
+    ours = "; ".join(
+        f"{v}: {r['mean']:+.4f}" if fits[v] else f"{v}: does not fit the budget" for v, r in per.iterrows()
+    )
+    if not fits.get("all fixes", False) or not np.isfinite(allfix).any():
+        C.untestable(
+            "C9d",
+            stmt,
+            pub,
+            f"the all-fixes variant does not fit the training budget ({ours})",
+            ours=ours,
+            kind="hypothesis",
+        )
+        return
+    C.add(
+        "C9d",
+        stmt,
+        pub,
+        ours,
+        less("DHA minus GQA final test loss, all fixes", seed_interval(allfix), "seeds"),
+        kind="hypothesis",
+        note="DHA - GQA final test loss per design variant (mean over seeds) in 'ours'; test windows disjoint from validation",
+    )
+
+
+def read_design(folder: Path):
+    import pandas as pd
+
+    p = Path(folder) / "design_ablation.csv"
+    return pd.read_csv(p) if p.exists() else None

@@ -297,6 +297,104 @@ def tableA7(a7: pd.DataFrame):
     )
 
 
-FROM_CSV = {
-    f.__name__: f for f in (fig1, fig2, fig3a, fig3b, fig4, table1, table2, table3, fig5, loss_vs_tokens, tableA7)
+ARM_COLOURS = {
+    "source + CT": "grey",
+    "GQA": "C0",
+    "uniform + fusion": "C3",
+    "DHA-lite": "C1",
+    "DHA": "C2",
+    "DHA w/o fusion": "C4",
+    "first design": "grey",
 }
+
+
+def smollm_curves(curves: pd.DataFrame):
+    """SmolLM2 as the source (``pretrained.run``): held-out test loss against training tokens charged, one panel per
+    KV budget, each arm's mean over seeds with the seeds' range shaded; the source + CT control keeps every head
+    (drawn in every panel). ``curves``: ``smollm_curves.csv``."""
+    c = curves[curves.phase != "fusion"]
+    budgets = sorted(b for b in c.budget.unique() if b < 1.0) or [1.0]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(6.2 * len(budgets), 3.9), squeeze=False, layout="constrained")
+    for ax, b in zip(axes[0], budgets, strict=True):
+        for arm, g in c[(c.budget == b) | (c.budget == 1.0)].groupby("arm", sort=False):
+            st = g.groupby("tokens").test_loss.agg(["mean", "min", "max", "count"]).reset_index()
+            col = ARM_COLOURS.get(arm, None)
+            ax.plot(st.tokens / 1e3, st["mean"], "-o", ms=3, color=col, label=f"{arm} ({int(st['count'].max())} seeds)")
+            ax.fill_between(st.tokens / 1e3, st["min"], st["max"], color=col, alpha=0.2, lw=0)
+        ax.set(
+            title=f"KV heads kept: {b:.0%}",
+            xlabel="training tokens charged (thousands)",
+            ylabel="test loss (nats/token)",
+        )
+        ax.legend(fontsize=8)
+    fig.suptitle("DHA from SmolLM2-135M: fusion vs GQA mean-pool at equal KV budget (band: range over seeds)")
+    return fig
+
+
+def design_ablation(d: pd.DataFrame):
+    """Which design choice moves DHA vs GQA (``design.design_ablation``): left, DHA minus GQA final test loss per
+    variant (a dot per seed, the bar their mean; below 0: DHA better); right, each arm's final test loss per variant
+    (mean over seeds). A variant whose search and fusion exceed the budget is marked, not drawn."""
+    from .design import dha_minus_gqa
+
+    variants = list(dict.fromkeys(d.variant))
+    fits = d.groupby("variant", sort=False).fits.all()
+    dm = dha_minus_gqa(d)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(variants) + 1.8), layout="constrained")
+    ax = axes[0]
+    for i, v in enumerate(variants):
+        x = dm[dm.variant == v]["diff"].to_numpy(float)
+        if not fits[v] or not np.isfinite(x).any():
+            ax.text(
+                0.5,
+                i,
+                "does not fit the budget",
+                va="center",
+                ha="center",
+                fontsize=8,
+                color="grey",
+                transform=ax.get_yaxis_transform(),
+            )
+            continue
+        ax.barh(i, np.nanmean(x), color="C3" if np.nanmean(x) < 0 else "C0", alpha=0.35)
+        ax.plot(x, np.full(len(x), i), "o", color="k", ms=4)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(variants)), variants)
+    ax.invert_yaxis()
+    ax.set(xlabel="DHA minus GQA final test loss (nats/byte)", title="DHA - GQA per variant (dots: seeds)")
+    ax = axes[1]
+    m = d[d.fits].groupby(["variant", "arm"], sort=False).final_test_loss.mean().unstack()
+    for k, a in enumerate(c for c in ("source + CT", "GQA", "DHA") if c in m.columns):
+        y = [variants.index(v) + (k - 1) * 0.22 for v in m.index]
+        ax.barh(y, m[a], height=0.22, color=ARM_COLOURS.get(a), label=a)
+    lo = float(np.nanmin(m.to_numpy())) if m.size else 0.0
+    ax.set_xlim(left=lo - 0.05 * abs(lo) - 0.02)
+    ax.set_yticks(range(len(variants)), variants)
+    ax.invert_yaxis()
+    ax.set(xlabel="final test loss (mean over seeds)", title="each arm's final test loss")
+    ax.legend(fontsize=8, loc="lower right")
+    b = run_value(d, "budget")
+    fig.suptitle(f"Design ablation on the byte source{' at ' + _pct(b) if b is not None else ''}: one change at a time")
+    return fig
+
+
+FROM_CSV = {
+    f.__name__: f
+    for f in (
+        fig1,
+        fig2,
+        fig3a,
+        fig3b,
+        fig4,
+        table1,
+        table2,
+        table3,
+        fig5,
+        loss_vs_tokens,
+        tableA7,
+        design_ablation,
+        smollm_curves,
+    )
+}
+# drawn by their own command (python -m headlab.papers.dha_fusion.pretrained), not by the smoke notebook
+NOT_IN_NOTEBOOK = ("smollm_curves",)

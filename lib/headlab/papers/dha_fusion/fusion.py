@@ -18,37 +18,56 @@ from .merge import collapse
 
 # --- fusion ----------------------------------------------------------------------------------
 
+FUSION_NORMS = ("layer", "group")
+FUSION_OBJECTIVES = ("ramp", "target")
+ALLOCATIONS = ("greedy", "joint")
+
 
 class HeadFusion(nn.Module):
     """Parametrization of a K or V projection weight ``[n * d_head, d_model]``: head i becomes
     ``sum_j (omega * mask)[i, j] W_j`` with ``mask`` the within-group indicator."""
 
-    def __init__(self, groups: list[list[int]], n: int):
+    def __init__(self, groups: list[list[int]], n: int, norm: str = "layer"):
         super().__init__()
+        if norm not in FUSION_NORMS:
+            raise ValueError(f"fusion_norm must be one of {FUSION_NORMS}, not {norm!r}")
         mask = torch.zeros(n, n)
         avg = torch.zeros(n, n)
-        for g in groups:
+        member = torch.zeros(n, len(groups))  # [head, group] indicator
+        for k, g in enumerate(groups):
             for i in g:
+                member[i, k] = 1.0
                 for j in g:
                     mask[i, j] = 1.0
                     avg[i, j] = 1.0 / len(g)
         self.register_buffer("mask", mask)
         self.register_buffer("avg", avg)  # group-mean operator
+        self.register_buffer("member", member[:, [len(g) > 1 for g in groups]])  # multi-member groups only
         self.omega = nn.Parameter(torch.eye(n))
         self.n = n
+        self.norm = norm
 
     def forward(self, W):
         Wh = W.view(self.n, -1, W.shape[-1])
         return torch.einsum("ij,jdm->idm", self.omega * self.mask, Wh).reshape(W.shape)
 
     def loss(self, W_fused) -> torch.Tensor:
-        """Squared distance of the fused heads to their group mean, over their squared norm."""
+        """Squared distance of the fused heads to their group mean, over a squared norm: the whole layer's
+        (``norm="layer"``, the first design: omega can shrink it by inflating singleton heads) or each group's own,
+        averaged over the groups with more than one member (``norm="group"``; 0 when there is none)."""
         Wh = W_fused.view(self.n, -1, W_fused.shape[-1])
         dev = Wh - torch.einsum("ij,jdm->idm", self.avg, Wh)
-        return dev.pow(2).sum() / Wh.pow(2).sum().clamp_min(1e-12)
+        if self.norm == "layer":
+            return dev.pow(2).sum() / Wh.pow(2).sum().clamp_min(1e-12)
+        if self.member.shape[1] == 0:
+            return W_fused.new_zeros(())
+        d2, w2 = dev.pow(2).sum((1, 2)), Wh.pow(2).sum((1, 2))  # [head]
+        return ((d2 @ self.member) / (w2 @ self.member).clamp_min(1e-12)).mean()
 
 
-def attach_fusion(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping) -> list[tuple[nn.Module, str]]:
+def attach_fusion(
+    model: HeadlabLM, k_groups: Grouping, v_groups: Grouping, norm: str = "layer"
+) -> list[tuple[nn.Module, str]]:
     """Put ``HeadFusion`` (identity) on every layer's k_proj and v_proj, in place. Returns the
     parametrized ``(module, kind)`` pairs."""
     out = []
@@ -56,7 +75,7 @@ def attach_fusion(model: HeadlabLM, k_groups: Grouping, v_groups: Grouping) -> l
         for kind, groups in (("k", k_groups), ("v", v_groups)):
             lin = getattr(block.self_attn, f"{kind}_proj")
             n = sum(len(g) for g in groups[l])
-            fusion = HeadFusion(groups[l], n).to(device=lin.weight.device, dtype=lin.weight.dtype)
+            fusion = HeadFusion(groups[l], n, norm).to(device=lin.weight.device, dtype=lin.weight.dtype)
             parametrize.register_parametrization(lin, "weight", fusion)
             out.append((lin, kind))
     return out
@@ -102,15 +121,30 @@ def run_fusion(
     eval_every: int = 0,
     progress: bool = True,
     desc: str = "fusion",
+    min_lr_ratio: float = 1.0,
+    objective: str = "ramp",
+    eps: float = 1e-3,
+    dual_lr: float = 10.0,
+    norm: str = "layer",
 ) -> tuple[HeadlabLM, list[dict]]:
-    """Fusion stage on a copy of ``model``: LM loss + lambda(t) * fusion loss, lambda ramped
-    linearly from 0 to ``lam_max`` over the first ``ramp`` of the steps, then held. Every
-    ``eval_every`` steps the *collapsed* model is evaluated (what one would deploy if fusion
-    stopped there). Returns the collapsed model and the log (one row per step)."""
+    """Fusion stage on a copy of ``model``: LM loss + lambda(t) * fusion loss. Every ``eval_every`` steps the
+    *collapsed* model is evaluated (what one would deploy if fusion stopped there). Returns the collapsed model and
+    the log (one row per step).
+
+    ``objective="ramp"`` (the first design): lambda ramped linearly from 0 to ``lam_max`` over the first ``ramp`` of
+    the steps, then held. ``objective="target"``: an epsilon-target Lagrangian (Sheared-LLaMA's multipliers, which
+    the paper's code base used), LM + lambda * (L_fuse - eps) with the dual ascent
+    ``lambda <- clip(lambda + dual_lr * (L_fuse - eps), 0, lam_max)`` after every step, so the multiplier grows
+    while the fusion loss is above its target ``eps`` and shrinks below it. The learning rate warms up over
+    ``warmup`` steps, then follows a cosine down to ``min_lr_ratio`` of ``lr`` (1.0: constant, the first design); the
+    fusion operators' ``omega_lr`` only warms up (a decaying omega lr leaves the fusion unfinished);
+    ``norm``: ``HeadFusion``'s normalisation."""
     from ...train import progress_bar
 
+    if objective not in FUSION_OBJECTIVES:
+        raise ValueError(f"fusion objective must be one of {FUSION_OBJECTIVES}, not {objective!r}")
     m = copy.deepcopy(model).train()
-    attach_fusion(m, k_groups, v_groups)
+    attach_fusion(m, k_groups, v_groups, norm)
     omegas = [f.omega for _l, f, _k in fusion_modules(m)]
     ids = {id(p) for p in omegas}
     decay, no_decay = [], []
@@ -122,14 +156,15 @@ def run_fusion(
         [
             {"params": decay, "weight_decay": weight_decay, "base": lr},
             {"params": no_decay, "weight_decay": 0.0, "base": lr},
-            {"params": omegas, "weight_decay": 0.0, "base": omega_lr},
+            {"params": omegas, "weight_decay": 0.0, "base": omega_lr, "omega": True},
         ],
         lr=lr,
         betas=(0.9, 0.95),
     )
     model_params = decay + no_decay
-    tc = TrainConfig(steps=steps, lr=1.0, warmup=warmup, min_lr_ratio=1.0)
+    tc = TrainConfig(steps=steps, lr=1.0, warmup=warmup, min_lr_ratio=min_lr_ratio)
     log = []
+    lam = 0.0
 
     def collapsed_eval(step):
         m.eval()
@@ -139,20 +174,24 @@ def run_fusion(
         return {"collapsed_loss": r["loss"], "collapsed_acc": r["acc"]}
 
     for step in progress_bar(range(steps), desc, progress):
-        mult = lr_at(step, tc)
+        mult = lr_at(step, tc)  # the model weights: warm-up, then the cosine to min_lr_ratio
+        warm = min(1.0, (step + 1) / warmup) if warmup else 1.0  # omega: warm-up only (its job ends with the stage)
         for g in opt.param_groups:
-            g["lr"] = g["base"] * mult
-        lam = lam_max * min(1.0, step / max(1.0, ramp * steps))
+            g["lr"] = g["base"] * (warm if g.get("omega") else mult)
+        if objective == "ramp":
+            lam = lam_max * min(1.0, step / max(1.0, ramp * steps))
         x, y = get_batch(step)
         lm = m(x, labels=y).loss
         fl = fusion_loss(m)
-        loss = lm + lam * fl
+        loss = lm + lam * (fl - eps if objective == "target" else fl)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(model_params, grad_clip)
         opt.step()
         row = {"step": step + 1, "lm_loss": lm.item(), "fusion_loss": fl.item(), "lambda": lam}
+        if objective == "target":  # dual ascent on the constraint L_fuse <= eps
+            lam = min(lam_max, max(0.0, lam + dual_lr * (fl.item() - eps)))
         if eval_batches is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
             row.update(collapsed_eval(step + 1))
         log.append(row)
@@ -161,19 +200,56 @@ def run_fusion(
         log[-1]["fusion_loss_k"] = fusion_loss(m, "k").item()
         log[-1]["fusion_loss_v"] = fusion_loss(m, "v").item()
         log[-1]["final_fusion_loss"] = fusion_loss(m).item()
+    if eval_batches is not None:  # the fused model before the collapse: the collapse's cost is init - this
+        log[-1]["uncollapsed_loss"] = lm_eval(m, eval_batches)["loss"]
     return collapse(m, k_groups, v_groups), log
 
 
 # --- the loss-driven search ------------------------------------------------------------------
 
 
+def _with_kind(source: HeadlabLM, kind: str, g: Grouping) -> tuple[Grouping, Grouping]:
+    """(k_groups, v_groups) with ``g`` for ``kind`` and every head of the other kind kept."""
+    other = identity_groups(n_source(source, "v" if kind == "k" else "k"))
+    return (g, other) if kind == "k" else (other, g)
+
+
 @torch.no_grad()
-def probe_allocation(source: HeadlabLM, sims: dict, budget: float, probe_batches, kinds=("k", "v")):
-    """Full DHA's search [R]. For each layer and kind, pool that layer's heads (average-linkage
-    CKA hierarchy, mean-pool) to every count c < n with everything else untouched and record the
-    loss increase ``delta[l][c]``; then, starting from one head per layer, repeatedly give one
-    more head to the layer whose next head removes the most loss, until the kind's budget is
-    spent. Returns ``({kind: grouping}, table of probes, forward tokens used)``."""
+def joint_allocation(source: HeadlabLM, hier: list[dict], kind: str, total: int, probe_batches, base: float):
+    """The joint search: from every head kept, repeatedly take the one merge (one layer, one step down its
+    similarity hierarchy) whose model, *with every merge taken so far in place*, has the lowest loss, until
+    ``total`` heads of ``kind`` remain. Interactions between layers count, unlike the additive probes.
+    Returns (grouping, probe rows, forwards run)."""
+    n = n_source(source, kind)
+    cnt = list(n)
+    rows, evals = [], 0
+    while sum(cnt) > total:
+        best = None
+        for l in range(len(n)):
+            if cnt[l] <= 1:
+                continue
+            g = [hier[k][cnt[k] - (k == l)] for k in range(len(n))]
+            loss = lm_eval(collapse(source, *_with_kind(source, kind, g), share=True), probe_batches)["loss"]
+            evals += 1
+            if best is None or loss < best[0]:
+                best = (loss, l)
+        cnt[best[1]] -= 1
+        rows.append({"kind": kind, "layer": best[1], "heads": cnt[best[1]], "delta_loss": best[0] - base})
+    return [hier[l][cnt[l]] for l in range(len(n))], rows, evals
+
+
+@torch.no_grad()
+def probe_allocation(
+    source: HeadlabLM, sims: dict, budget: float, probe_batches, kinds=("k", "v"), allocation: str = "greedy"
+):
+    """Full DHA's search [R]. ``allocation="greedy"`` (the first design): for each layer and kind, pool that
+    layer's heads (average-linkage hierarchy of ``sims``, mean-pool) to every count c < n with everything else
+    untouched and record the loss increase ``delta[l][c]``; then, starting from one head per layer, repeatedly give
+    one more head to the layer whose next head removes the most loss, until the kind's budget is spent (the
+    per-layer losses are assumed to add up). ``allocation="joint"``: ``joint_allocation``. Returns
+    ``({kind: grouping}, table of probes, forward tokens used)``."""
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {ALLOCATIONS}, not {allocation!r}")
     base = lm_eval(source, probe_batches)["loss"]
     ntok = sum(x.numel() for x, _ in probe_batches)
     used = ntok
@@ -181,6 +257,11 @@ def probe_allocation(source: HeadlabLM, sims: dict, budget: float, probe_batches
     for kind in kinds:
         n = n_source(source, kind)
         hier = [hierarchy(s) for s in sims[kind]]
+        if allocation == "joint":
+            out[kind], r, evals = joint_allocation(source, hier, kind, budget_total(n, budget), probe_batches, base)
+            rows += r
+            used += evals * ntok
+            continue
         delta = []
         total = budget_total(n, budget)
         for l in range(len(n)):

@@ -16,10 +16,13 @@ from .grouping import budget_total, counts, global_agglomerate, uniform_groups
 SOURCE_ALLOCS = ("gqa", "uniform", "cka", "probe")
 
 
-def contexts(P, source: HeadlabLM, train_toks: np.ndarray, eval_batches: list) -> dict[int, Context]:
-    """One ``Context`` per arm seed of profile ``P``: training stream ``[P.batch, P.seq]`` seeded
-    ``1000 + seed``, one calibration batch ``[P.calib_rows, P.seq]`` seeded ``2000 + seed``, and the
-    optimiser settings of the profile."""
+def contexts(
+    P, source: HeadlabLM, train_toks: np.ndarray, eval_batches: list, seeds: Sequence[int] | None = None
+) -> dict[int, Context]:
+    """One ``Context`` per arm seed of profile ``P`` (or of ``seeds``): training stream ``[P.batch, P.seq]`` seeded
+    ``1000 + seed``, one calibration batch ``[P.calib_rows, P.seq]`` seeded ``2000 + seed``, and the optimiser and
+    design settings of the profile."""
+    seeds = P.arm_seeds if seeds is None else seeds
     return {
         s: Context(
             source,
@@ -34,8 +37,15 @@ def contexts(P, source: HeadlabLM, train_toks: np.ndarray, eval_batches: list) -
             ramp=P.ramp,
             warmup=P.warmup,
             eval_every=P.eval_every,
+            min_lr_ratio=P.min_lr_ratio,
+            fusion_objective=P.fusion_objective,
+            fusion_eps=P.fusion_eps,
+            dual_lr=P.dual_lr,
+            fusion_norm=P.fusion_norm,
+            search_score=P.search_score,
+            allocation=P.allocation,
         )
-        for s in P.arm_seeds
+        for s in seeds
     }
 
 

@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ... import claims as K
-from ...claims import Claims
-from ..attention_sinks.claims_pretraining import committed
+from ...claims import Claims, committed
 from .published import PAPER
 from .rules import c1, c1a, c2, c3, c6, c8, c9, censored_within, s1
 from .rules_scores import c4, c5, c7, c10_s3, c10n, c11

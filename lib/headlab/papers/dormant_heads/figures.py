@@ -328,10 +328,31 @@ def natural(d: pd.DataFrame):
     return fig
 
 
+def within_tol_power(d: pd.DataFrame, target: float = 3.0):
+    """Half-width of the 95 % interval on Table 2's "% of heads within 1 pt" against the number of items drawn
+    (factor 1: the run's own items; larger: drawn with replacement from them), one panel per model, one line per
+    score function, the issue's target dashed. ``d``: ``power.within_tol_power``."""
+    models = list(dict.fromkeys(d.model))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 3.6), layout="constrained", squeeze=False)
+    for ax, m in zip(axes[0], models, strict=True):
+        for sc, g in d[d.model == m].groupby("score", sort=False):
+            ax.plot(g.n_draw, g.half_width, marker="o", color=PALETTE[sc], label=_abbr(sc))
+        ax.axhline(target, color="gray", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        n = sorted(d[d.model == m].n_draw.unique())
+        ax.set_xticks(n, [f"{int(v):,}" for v in n])
+        ax.minorticks_off()
+        ax.set(title=m, xlabel="items drawn per replicate", ylabel="95% half-width (% of heads)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Table 2's within-1-pt interval vs items (resampled from the run's items; dashed: target 3 pts)")
+    return fig
+
+
 FROM_CSV = {
     f.__name__: f
     for f in (
         natural,
+        within_tol_power,
         fig4,
         appfig_grid,
         table2,
@@ -346,6 +367,6 @@ FROM_CSV = {
         score_distributions,
     )
 }
-# drawn by their own commands, not the notebook (python -m headlab.papers.dormant_heads.natural); redrawn by
-# `headlab replot NB --profile cpu_pilot` like the others
-NOT_IN_NOTEBOOK = ("natural",)
+# drawn by their own commands, not the notebook (python -m headlab.papers.dormant_heads.natural | power); redrawn
+# by `headlab replot NB --profile cpu_pilot | cpu_powered` like the others
+NOT_IN_NOTEBOOK = ("natural", "within_tol_power")

@@ -1,0 +1,188 @@
+"""The pretrained-source DHA experiment (dha_fusion.pretrained) on a tiny GQA model with the byte tokenizer."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from headlab.data import ByteTokenizer
+from headlab.nn import Config, HeadlabLM
+from headlab.papers.dha_fusion import pretrained as PR
+
+
+def _source():
+    torch.manual_seed(0)
+    cfg = Config(vocab_size=ByteTokenizer().vocab_size, d_model=24, n_layers=2, n_heads=6, n_kv_heads=3, max_seq_len=64)
+    return HeadlabLM(cfg).eval()
+
+
+def test_token_splits_hold_out_every_types_tail():
+    tr, va, te = PR.token_splits(ByteTokenizer(), tail=0.1)
+    n = len(tr) + len(va) + len(te)
+    assert abs(len(va) - 0.05 * n) < 0.01 * n and abs(len(te) - 0.05 * n) < 0.01 * n
+    b = PR.fixed_windows(va, 6, 16)
+    assert [x.shape for x, _ in b] == [(4, 16), (2, 16)] and torch.equal(b[0][0][:, 1:], b[0][1][:, :-1])
+    with pytest.raises(ValueError, match="held-out"):
+        PR.fixed_windows(va[:40], 6, 16)
+
+
+def test_loss_at_interpolates_after_collapse_only():
+    c = [
+        {"tokens": 0, "loss": 9.0, "phase": "fusion"},
+        {"tokens": 100, "loss": 4.0, "phase": "init", "test_loss": 4.5},
+        {"tokens": 300, "loss": 2.0, "phase": "CT", "test_loss": 2.5},
+    ]
+    assert PR.loss_at(c, 200) == 3.0 and PR.loss_at(c, 200, "test_loss") == 3.5
+    assert np.isnan(PR.loss_at(c, 50)) and np.isnan(PR.loss_at(c, 400))
+
+
+def test_run_charges_every_arm_and_reads_losses_at_each_budget(tmp_path):
+    spec = PR.SmolSpec(
+        budgets=(1 / 3, 2 / 3),
+        token_budgets=(128, 256),
+        arms=("source + CT", "GQA", "uniform + fusion", "DHA"),
+        seeds=(0,),
+        seq=16,
+        batch=4,
+        fusion_tokens=64,
+        eval_every_tokens=64,
+        val_rows=4,
+        test_rows=4,
+        calib_rows=2,
+        lr=1e-3,
+        warmup=1,
+    )
+    res = PR.run(spec, _source(), ByteTokenizer(), progress=False)
+    arms = res["arms"]
+    # the control runs once; every other arm once per budget
+    assert list(arms.arm) == ["source + CT", "GQA", "uniform + fusion", "DHA", "GQA", "uniform + fusion", "DHA"]
+    src = arms[arms.arm == "source + CT"].iloc[0]
+    assert src.k_counts == "3-3" and src.search_steps == 0 and src.ct_steps == 4
+    one = arms[(arms.budget == 1 / 3) & (arms.arm != "source + CT")]
+    assert set(one.k_counts) == {"1-1"} and (one.search_steps + one.fusion_steps + one.ct_steps == 4).all()
+    assert (arms[arms.arm == "uniform + fusion"].fusion_steps == 1).all()
+    # kv bytes per token: exactly the budget's share of the source's
+    assert np.allclose(one.kv_bytes_per_token_fp16 / src.kv_bytes_per_token_fp16, 1 / 3)
+    at = res["at_budget"]
+    assert len(at) == 2 * len(arms)
+    # an arm has no loss at N before its search and fusion are paid for (full DHA's probes at 2/3 cost > 128 tokens)
+    m = at.merge(arms, on=["seed", "budget", "arm"])
+    late = (m.search_steps + m.fusion_steps) * 64 > m.tokens
+    assert late.any() and m.test_loss.isna().equals(late)
+    s = at[(at.arm == "source + CT") & (at.tokens == 256)].test_loss.iloc[0]
+    assert s == pytest.approx(src.final_test_loss)
+    PR.save(res, spec, tmp_path, "test machine")
+    assert json.loads((tmp_path / "smollm_params.json").read_text())["token_budgets"] == [128, 256]
+    # a later run of one arm reuses the earlier run's other arms, marked as such
+    again = PR.run(
+        PR.SmolSpec(**{**spec.__dict__, "arms": ("GQA",), "budgets": (1 / 3,)}), _source(), ByteTokenizer(), False
+    )
+    merged = PR.reuse(again, tmp_path, spec.token_budgets)
+    assert len(merged["arms"]) == len(arms) and set(merged["arms"].reused_from) == {"", tmp_path.name}
+    assert (merged["arms"][merged["arms"].reused_from == ""].arm == "GQA").all()
+    assert merged["at_budget"].equals(PR.at_budget(merged["curves"], spec.token_budgets)) and len(
+        merged["at_budget"]
+    ) == len(at)
+    g = merged["arms"].set_index(["arm", "budget"]).final_test_loss
+    assert g["GQA", 1 / 3] == pytest.approx(arms.set_index(["arm", "budget"]).final_test_loss["GQA", 1 / 3])
+    from headlab.papers.dha_fusion.figures import smollm_curves
+
+    smollm_curves(pd.read_csv(tmp_path / "smollm_curves.csv"))
+    with pytest.raises(ValueError, match="unknown arm"):
+        PR.run(PR.SmolSpec(arms=("MHA",)), _source(), ByteTokenizer(), progress=False)
+
+
+def test_decode_rows_cache_bytes_follow_the_budget():
+    d = PR.decode_rows(_source(), ByteTokenizer(), [1 / 3], batches=(1, 2), prompt_len=4, n_new=2, pairs=1, seq=16)
+    assert list(d.model) == ["source", "GQA 33%"] * 2 and list(d.batch) == [1, 1, 2, 2]
+    kv = d.set_index(["batch", "model"]).kv_bytes_per_token_fp16
+    assert kv[1, "GQA 33%"] * 3 == kv[1, "source"]
+    assert (
+        d.cache_bytes_measured[d.model == "GQA 33%"].to_numpy() * 3
+        == d.cache_bytes_measured[d.model == "source"].to_numpy()
+    ).all()
+
+
+def _run_folder(tmp_path, fused: float, dha_gain: float):
+    """A two-seed, one-budget SmolLM2-style run folder: GQA's test curve falls 6 -> 5 over 0..4096 tokens; fusion
+    starts at 1024 tokens ``dha_gain`` below GQA and keeps that gap."""
+    from headlab.papers.dha_fusion import claims_smollm as CS  # noqa: F401
+
+    curves, at, arms = [], [], []
+    for s in (0, 1):
+        for t in (0, 1024, 2048, 4096):
+            g = 6.0 - t / 4096 + 0.01 * s
+            curves.append(
+                {"seed": s, "budget": 1 / 3, "arm": "GQA", "tokens": t, "phase": "CT", "loss": g, "test_loss": g}
+            )
+            if t:
+                curves.append(
+                    {
+                        "seed": s,
+                        "budget": 1 / 3,
+                        "arm": "DHA",
+                        "tokens": t,
+                        "phase": "CT",
+                        "loss": g - dha_gain,
+                        "test_loss": g - dha_gain,
+                    }
+                )
+        for n in (2048, 4096):
+            g = 6.0 - n / 4096 + 0.01 * s
+            at += [
+                {"seed": s, "budget": 1 / 3, "arm": "GQA", "tokens": n, "val_loss": g, "test_loss": g},
+                {
+                    "seed": s,
+                    "budget": 1 / 3,
+                    "arm": "DHA",
+                    "tokens": n,
+                    "val_loss": g - dha_gain,
+                    "test_loss": g - dha_gain,
+                },
+            ]
+        arms += [
+            {"seed": s, "budget": 1 / 3, "arm": "GQA", "init_test_loss": 6.0, "final_fusion_loss": np.nan},
+            {"seed": s, "budget": 1 / 3, "arm": "DHA", "init_test_loss": 5.5, "final_fusion_loss": fused},
+        ]
+    f = tmp_path / "run"
+    f.mkdir(parents=True)
+    pd.DataFrame(curves).to_csv(f / "smollm_curves.csv", index=False)
+    pd.DataFrame(at).to_csv(f / "smollm_at_budget.csv", index=False)
+    pd.DataFrame(arms).to_csv(f / "smollm_arms.csv", index=False)
+    return f
+
+
+def test_smollm_claims_rules_and_premise(tmp_path):
+    from headlab.claims import Claims
+    from headlab.papers.dha_fusion import claims_smollm as CS
+
+    C = Claims("dha_fusion", "x")
+    CS.add(C, _run_folder(tmp_path / "a", fused=1e-3, dha_gain=0.5))
+    t = C.table().set_index("claim_id")
+    assert t.loc["C9s", "verdict"] == "reproduced" and t.loc["C12s", "verdict"] == "reproduced"
+    # GQA needs 2048 more tokens (0.5 nats at 1 nat per 4096) to reach DHA's loss at 2048: 2x exactly is not > 2
+    assert float(t.loc["C14s", "estimate"]) == pytest.approx(2.0) and t.loc["C14s", "verdict"] != "reproduced"
+    assert t.loc["C13s", "verdict"] == "not reproduced"  # a constant gap does not narrow
+    C = Claims("dha_fusion", "x")
+    CS.add(C, _run_folder(tmp_path / "b", fused=0.5, dha_gain=0.5))
+    t = C.table().set_index("claim_id")
+    assert (t.loc[["C9s", "C12s", "C13s", "C14s"], "verdict"] == "not testable here").all()
+    assert "premise fails" in t.loc["C9s", "note"]
+
+
+def test_smollm_premise_uses_the_measured_collapse_cost(tmp_path):
+    from headlab.claims import Claims
+    from headlab.papers.dha_fusion import claims_smollm as CS
+
+    for cost, judged in ((0.01, True), (0.3, False)):
+        f = _run_folder(tmp_path / str(cost), fused=0.5, dha_gain=0.5)
+        a = pd.read_csv(f / "smollm_arms.csv").assign(
+            collapse_cost=lambda d, c=cost: np.where(d.arm == "DHA", c, np.nan)
+        )
+        a.to_csv(f / "smollm_arms.csv", index=False)
+        C = Claims("dha_fusion", "x")
+        CS.add(C, f)
+        v = C.table().set_index("claim_id").loc["C9s", "verdict"]
+        assert (v == "reproduced") if judged else (v == "not testable here")
