@@ -35,6 +35,7 @@ import pandas as pd
 from ...claims import Claims, committed, compound, greater, less
 from ...intervals import seed_interval
 from .published import P_ACCEL, P_EQUAL, P_LOW_BUDGET, P_NARROW_V2
+from .rules import tokens_to_reach
 
 SMOLLM_DIR = "cpu_smollm"  # figures/dha_fusion/<SMOLLM_DIR>/: the committed CPU run (python -m ...pretrained)
 FUSION_ARMS = ("DHA", "DHA-lite", "uniform + fusion")
@@ -64,13 +65,7 @@ def gqa_tokens_to(curves: pd.DataFrame, seed: int, budget: float, target: float)
     """Tokens GQA's test curve (seed, budget) needs to reach ``target``: linear between evaluations; inf if never."""
     g = curves[(curves.arm == "GQA") & (curves.seed == seed) & np.isclose(curves.budget, budget)]
     g = g[g.phase != "fusion"].sort_values("tokens")
-    t, y = g.tokens.to_numpy(float), g.test_loss.to_numpy(float)
-    if len(y) and y[0] <= target:
-        return float(t[0])
-    for i in range(1, len(t)):
-        if y[i] <= target:
-            return float(t[i - 1] + (t[i] - t[i - 1]) * (y[i - 1] - target) / (y[i - 1] - y[i]))
-    return float("inf")
+    return tokens_to_reach(g.tokens.to_numpy(float), g.test_loss.to_numpy(float), target) if len(g) else float("inf")
 
 
 def add(C: Claims, folder: Path) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,6 @@ class SmolSpec:
     tail: float = 0.1  # of every text type's token stream: the first half validation, the second test
     device: str = "cpu"
     decode_batches: tuple = ()  # batch sizes of the decode table (decode_rows); () skips it
-    extra: dict = field(default_factory=dict)
 
     @property
     def tokens_per_step(self) -> int:
