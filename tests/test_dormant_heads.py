@@ -319,6 +319,28 @@ def test_generated_mc_is_deterministic_and_well_formed():
     assert days.choices[days.answer].strip() == D.DAYS[(D.DAYS.index(shown[-1]) + 1) % 7]
 
 
+def test_extra_item_kinds_are_opt_in_correct_and_mostly_distinct():
+    assert D.generated_mc(5, seed=3) == D.generated_mc(5, seed=3, kinds=D.MC_KINDS)  # the default set is unchanged
+    extra = D.generated_mc(400, seed=0, kinds=D.EXTRA_KINDS)
+    for it in extra:
+        assert len(set(it.choices)) == 4 and all(c.startswith(" ") for c in it.choices)
+        ans = it.choices[it.answer].strip()
+        if it.subject == "arith":
+            a, b = it.prompt.rstrip(" =").split(" + ")
+            assert int(ans) == int(a) + int(b)
+        elif it.subject == "countdown":
+            seq = [int(v) for v in it.prompt.rstrip(",").split(", ")]
+            assert int(ans) == seq[-1] - (seq[0] - seq[1]) and len(set(np.diff(seq))) == 1
+        else:
+            w = it.prompt.rstrip(",").split(", ")
+            assert ans == w[-2] and w[-1] != w[-2]
+    for kind in D.EXTRA_KINDS:  # 400 items of a kind: most prompts appear once (the six default kinds repeat)
+        prompts = [it.prompt for it in extra if it.subject == kind]
+        assert len(set(prompts)) >= 250, kind
+    with pytest.raises(ValueError, match="arith"):
+        D.generated_mc(1, kinds=("nope",))
+
+
 def test_bigram_backcopy_rule():
     bb = D.BigramBackcopy(vocab=20, n_triggers=3, seed=0)
     x = bb.sample(50, 30, seed=1)

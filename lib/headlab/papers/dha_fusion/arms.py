@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -29,6 +29,7 @@ from .grouping import (
     uniform_groups,
 )
 from .merge import collapse, rank1_fusion
+from .rules import tokens_to_reach
 
 # --- arms: search + fusion + collapse + continued pre-training -------------------------------
 
@@ -374,18 +375,6 @@ def init_only_arms(model: HeadlabLM, sims: dict, acts: dict, budget: float, batc
 def gap_closure(l_mha: float, l_gqa: float, l_dha: float) -> float:
     """r = (L_GQA - L_DHA) / (L_GQA - L_MHA): the share of GQA's conversion loss DHA avoids."""
     return (l_gqa - l_dha) / (l_gqa - l_mha)
-
-
-def tokens_to_reach(curve_tokens: Sequence[float], curve_loss: Sequence[float], target: float) -> float:
-    """First token count at which a (tokens, loss) curve reaches ``target`` (linear interpolation
-    between evaluations); ``inf`` if it never does."""
-    t, y = list(curve_tokens), list(curve_loss)
-    if y[0] <= target:
-        return float(t[0])
-    for i in range(1, len(t)):
-        if y[i] <= target:
-            return float(t[i - 1] + (t[i] - t[i - 1]) * (y[i - 1] - target) / (y[i - 1] - y[i]))
-    return float("inf")
 
 
 def acceleration(gqa_curve, dha_tokens: float, dha_loss: float) -> float:

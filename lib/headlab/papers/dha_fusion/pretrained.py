@@ -9,14 +9,20 @@ used ~1e-4, a third of its source's peak; no restart to a peak), so each arm's l
 read off its own curve (linear between evaluations). Losses are nats/token on held-out windows: ``val`` (tuning,
 curves) and ``test`` (the claims), each the tail of every text type's token stream.
 
-The committed CPU run (``figures/dha_fusion/cpu_smollm/``) took two commands: the first run's fusion stage was too
-short to merge the heads (omega's Adam steps of 1e-2; kept as ``cpu_smollm_unfused``), so the fusion arm was rerun
-with the fixed stage and the arms that do not depend on it (GQA, source + CT) reused:
+The committed CPU run (``figures/dha_fusion/cpu_smollm/``) is the union of two processes side by side on one thread
+each (one KV budget each), 16 fusion steps with the dual ascent at 30 (chosen on fusion-only probes of seed 1: 8 steps
+could not merge the heads without wrecking the model, collapse cost 0.34-0.38 nats), with the source + CT control
+reused from the first run (``cpu_smollm_unfused``: same seeds, streams and windows, to 32k tokens):
 
-    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm_unfused --threads 1 --tokens 16384 32768 \
-        --fusion-tokens 8192 --omega-lr 0.01
-    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm --threads 1 --arms "uniform + fusion" \
-        --reuse cpu_smollm_unfused --no-decode
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm_third --threads 1 --budgets 0.3333333333333333 \
+        --arms GQA "uniform + fusion" --seeds 0 1 2 --no-decode
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm_twothirds --threads 1 \
+        --budgets 0.6666666666666666 --arms GQA "uniform + fusion" --seeds 0 1 2 --no-decode
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm --merge cpu_smollm_third cpu_smollm_twothirds \
+        cpu_smollm_unfused
+
+Earlier runs: ``cpu_smollm_unfused`` (8 fusion steps at omega's Adam step 1e-2: L_fuse 0.58, not merged) and
+``cpu_smollm_16k`` (16 fusion steps, dual ascent at 10, 2 seeds to 32k: the collapse cost +0.28 on seed 1).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ class SmolSpec:
 
     model: str = "smollm2-135m"
     budgets: tuple = (1 / 3,)
-    token_budgets: tuple = (24576, 32768)  # N: each arm's loss is read at these tokens seen (search + fusion + CT)
+    token_budgets: tuple = (24576, 49152)  # N: each arm's loss is read at these tokens seen (search + fusion + CT)
     arms: tuple = ("source + CT", "GQA", "uniform + fusion")
     seeds: tuple = (0, 1)
     seq: int = 256
@@ -63,12 +69,12 @@ class SmolSpec:
     omega_lr: float = 0.1  # omega's Adam step: 1e-2 merges too slowly for a 16-step stage (L_fuse 0.58 after 8)
     fusion_objective: str = "target"
     fusion_eps: float = 1e-3
-    dual_lr: float = 10.0
+    dual_lr: float = 30.0  # at 10 the collapse cost seed 1 of the second run 0.28 nats; a probe at 30, -0.05
     lam_max: float = 500.0
     fusion_norm: str = "group"
     search_score: str = "fusability"
     allocation: str = "greedy"
-    eval_every_tokens: int = 4096
+    eval_every_tokens: int = 8192
     val_rows: int = 8
     test_rows: int = 16
     calib_rows: int = 4
@@ -278,12 +284,40 @@ def reuse(res: dict[str, pd.DataFrame], earlier: Path, token_budgets) -> dict[st
         old = pd.read_csv(earlier / f"smollm_{k}.csv")
         have = set(map(tuple, res[k][keys].round(6).itertuples(index=False)))
         take = old[[t not in have for t in map(tuple, old[keys].round(6).itertuples(index=False))]]
-        out[k] = pd.concat([take.assign(reused_from=earlier.name), res[k].assign(reused_from="")], ignore_index=True)
+        was = take["reused_from"].fillna("").astype(str) if "reused_from" in take else pd.Series("", index=take.index)
+        take = take.assign(reused_from=was.where(was != "", earlier.name))  # a row keeps the run that trained it
+        mine = res[k] if "reused_from" in res[k] else res[k].assign(reused_from="")
+        out[k] = pd.concat([take, mine], ignore_index=True)
     out["at_budget"] = at_budget(out["curves"], token_budgets)
     for k in ("source", "decode"):
         if k not in out and (earlier / f"smollm_{k}.csv").exists():
             out[k] = pd.read_csv(earlier / f"smollm_{k}.csv")
     return out
+
+
+def merge(folders: list[Path], token_budgets) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The union of runs that split one design between processes (e.g. one KV budget each, side by side on one
+    thread each): every (seed, budget, arm) of ``folders``, the first folder's where several have it, each row's
+    ``reused_from`` naming the folder that trained it; ``at_budget`` recomputed at ``token_budgets``. Returns (the
+    tables, the merged params: the first folder's, with budgets, arms and seeds the union and ``merged_from``)."""
+    first = folders[0]
+    res = {k: pd.read_csv(first / f"smollm_{k}.csv") for k in ("curves", "arms")}
+    for k in res:
+        was = res[k]["reused_from"].fillna("").astype(str) if "reused_from" in res[k] else ""
+        res[k] = res[k].assign(reused_from=np.where(was != "", was, first.name))
+    for k in ("source", "decode"):
+        if (first / f"smollm_{k}.csv").exists():
+            res[k] = pd.read_csv(first / f"smollm_{k}.csv")
+    for f in folders[1:]:
+        res = reuse(res, f, token_budgets)
+    res["at_budget"] = at_budget(res["curves"], token_budgets)
+    params = [json.loads((f / "smollm_params.json").read_text()) for f in folders]
+    meta = dict(params[0])
+    for k in ("budgets", "arms", "seeds"):
+        meta[k] = sorted({v for p in params for v in p[k]}, key=lambda v: (str(type(v)), v))
+    meta["token_budgets"] = [int(n) for n in token_budgets]
+    meta["merged_from"] = {f.name: p.get("machine", "") for f, p in zip(folders, params, strict=True)}
+    return res, meta
 
 
 def save(res: dict[str, pd.DataFrame], spec: SmolSpec, out: Path, machine: str = "") -> None:
@@ -302,7 +336,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="cpu_smollm", help="figures/dha_fusion/<out>/")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--budgets", type=float, nargs="+", default=[1 / 3])
-    ap.add_argument("--tokens", type=int, nargs="+", default=[24576, 32768])
+    ap.add_argument("--tokens", type=int, nargs="+", default=[24576, 49152])
     ap.add_argument("--arms", nargs="+", default=["source + CT", "GQA", "uniform + fusion"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -310,11 +344,17 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=8192, help="tokens between evaluations")
     ap.add_argument("--fusion-tokens", type=int, default=16384)
     ap.add_argument("--objective", choices=["ramp", "target"], default="target")
-    ap.add_argument("--dual-lr", type=float, default=10.0)
+    ap.add_argument("--dual-lr", type=float, default=30.0)
     ap.add_argument("--lam-max", type=float, default=500.0)
     ap.add_argument("--omega-lr", type=float, default=0.1)
     ap.add_argument(
         "--reuse", default=None, help="figures/dha_fusion/<folder> of an earlier run: its arms not in --arms are reused"
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="figures/dha_fusion/<folder>s of runs that split one design: --out becomes their union (no training)",
     )
     ap.add_argument("--no-decode", action="store_true", help="skip the decode table")
     ap.add_argument("--replot", action="store_true", help="redraw the figures from the saved CSVs")
@@ -330,7 +370,13 @@ def main(argv=None) -> int:
         d.to_csv(out / "smollm_decode.csv", index=False, float_format="%.5g")
         print(d.to_string(index=False))
         return 0
-    if not a.replot:
+    if a.merge:
+        res, meta = merge([FIGURES_DIR / "dha_fusion" / f for f in a.merge], a.tokens)
+        out.mkdir(parents=True, exist_ok=True)
+        for k, d in res.items():
+            d.to_csv(out / f"smollm_{k}.csv", index=False, float_format="%.6g")
+        (out / "smollm_params.json").write_text(json.dumps(meta, indent=1) + "\n")
+    elif not a.replot:
         bad = [x for x in a.arms if x not in ARM_RECIPES]
         if bad:
             ap.error(f"unknown arm(s) {bad}; known: {list(ARM_RECIPES)}")

@@ -30,7 +30,7 @@ Pieces, in the order a notebook uses them:
 from __future__ import annotations
 
 from .dynamics import BigramBackcopy, bb_batches, bb_copy_accuracy, final_level, flip_rate, model_scores, plateau_step
-from .items import CLOZE, DAYS, MC_KINDS, MONTHS, WORDS, generated_mc
+from .items import CLOZE, DAYS, EXTRA_KINDS, MC_KINDS, MONTHS, WORDS, generated_mc
 from .notebook import (
     CLAIM_PARAMS,
     bb_setup,
@@ -131,6 +131,7 @@ __all__ = [
     "Calibration",
     "DAYS",
     "EPS",
+    "EXTRA_KINDS",
     "MC_KINDS",
     "MONTHS",
     "PAPER_SCORES",

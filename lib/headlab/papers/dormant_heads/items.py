@@ -92,11 +92,15 @@ CLOZE = [
     ("Snow is", "white", ["black", "orange", "purple"]),
 ]
 MC_KINDS = ("count", "days", "months", "letters", "copy", "cloze")
+# kinds with hundreds of distinct prompts each, for item sets in the thousands (the six above repeat: "days" has 7
+# prompts, "cloze" 30); opt-in (notebook 01's ``mc_kinds``), so the default item set is unchanged
+EXTRA_KINDS = ("arith", "countdown", "alternate")
 
 
 def generated_mc(n_per_kind: int, seed: int = 0, kinds: Sequence[str] = MC_KINDS) -> list[MCItem]:
     """Deterministic 4-way multiple choice: number sequences, days, months, letters, copying a
-    random word list (induction), and short cloze facts. Choices are single words with a space."""
+    random word list (induction), and short cloze facts; with ``EXTRA_KINDS``, also two-number sums, descending
+    sequences and alternating word pairs. Choices are single words with a space."""
     rng = random.Random(seed)
     items: list[MCItem] = []
     cloze_order: list[int] = []
@@ -137,6 +141,22 @@ def generated_mc(n_per_kind: int, seed: int = 0, kinds: Sequence[str] = MC_KINDS
                     cloze_order = rng.sample(range(len(CLOZE)), len(CLOZE))
                 pr, ans, ds = CLOZE[cloze_order.pop()]
                 add(pr, ans, ds, kind)
+            elif kind == "arith":
+                a, b = rng.randint(1, 20), rng.randint(1, 20)
+                pool = sorted({a + b - 2, a + b - 1, a + b + 1, a + b + 2, a + b + 10, a * b} - {a + b})
+                add(f"{a} + {b} =", str(a + b), [str(d) for d in rng.sample(pool, 3)], kind)
+            elif kind == "countdown":
+                step = rng.choice([1, 2, 3, 4, 5, 10])
+                end = rng.randint(1, 99)
+                seq = [end + (5 - i) * step for i in range(5)]
+                nxt = end
+                pool = sorted({nxt - step, nxt + 1, nxt - 1, seq[-1], seq[0], nxt + 2 * step} - {nxt})
+                add(", ".join(map(str, seq)) + ",", str(nxt), [str(d) for d in rng.sample(pool, 3)], kind)
+            elif kind == "alternate":
+                w1, w2, *others = rng.sample(WORDS, 5)
+                k = rng.randint(3, 6)
+                shown = [(w1, w2)[j % 2] for j in range(k)]
+                add(", ".join(shown) + ",", (w1, w2)[k % 2], [(w1, w2)[(k + 1) % 2], *others[:2]], kind)
             else:
-                raise ValueError(f"unknown item kind {kind!r}; known: {MC_KINDS}")
+                raise ValueError(f"unknown item kind {kind!r}; known: {MC_KINDS + EXTRA_KINDS}")
     return items

@@ -13,7 +13,7 @@ import torch
 
 from ...data import MCItem
 from .dynamics import BigramBackcopy, bb_batches, bb_copy_accuracy, model_scores
-from .items import generated_mc
+from .items import MC_KINDS, generated_mc
 from .scores import SCORES
 from .stats import matched_comparison
 from .tasks import Task
@@ -168,10 +168,10 @@ CLAIM_PARAMS = ("seed", "tol", "threshold_p", "awft_p", "dyn_steps", "tau_ahon_l
 
 
 def build_inputs(P) -> tuple[list[MCItem], list[MCItem], list[dict]]:
-    """The inputs every model sees, from the profile's ``mc_per_kind``, ``mmlu_subjects``,
+    """The inputs every model sees, from the profile's ``mc_per_kind``, ``mc_kinds``, ``mmlu_subjects``,
     ``mmlu_per_subject``, ``mmlu_max_chars``, ``text_per_type``, ``text_min_chars`` and ``seed``: the generated
     multiple-choice items, the stratified MMLU subset and the corpus paragraphs ({"type", "text"})."""
-    mc_items = generated_mc(P.mc_per_kind, seed=P.seed)
+    mc_items = generated_mc(P.mc_per_kind, seed=P.seed, kinds=tuple(P.mc_kinds) if P.mc_kinds else MC_KINDS)
     mmlu_items = mmlu_subset(P.mmlu_subjects, P.mmlu_per_subject, seed=P.seed, max_chars=P.mmlu_max_chars)
     texts = text_set(P.text_per_type, seed=P.seed, min_chars=P.text_min_chars)
     return mc_items, mmlu_items, texts
