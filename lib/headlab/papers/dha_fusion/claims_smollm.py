@@ -74,20 +74,23 @@ def _b(b: float) -> str:
     return f"{b:.0%}"
 
 
+def _gqa_curve(curves: pd.DataFrame, seed: int, budget: float) -> pd.DataFrame:
+    """GQA's evaluations (seed, budget) after any fusion phase, by tokens."""
+    g = curves[(curves.arm == "GQA") & (curves.seed == seed) & np.isclose(curves.budget, budget)]
+    return g[g.phase != "fusion"].sort_values("tokens")
+
+
 def gqa_tokens_to(curves: pd.DataFrame, seed: int, budget: float, target: float) -> float:
     """Tokens GQA's test curve (seed, budget) needs to reach ``target``: linear between evaluations; inf if never."""
-    g = curves[(curves.arm == "GQA") & (curves.seed == seed) & np.isclose(curves.budget, budget)]
-    g = g[g.phase != "fusion"].sort_values("tokens")
+    g = _gqa_curve(curves, seed, budget)
     return tokens_to_reach(g.tokens.to_numpy(float), g.test_loss.to_numpy(float), target) if len(g) else float("inf")
 
 
 def gqa_loss_at(curves: pd.DataFrame, seed: int, budget: float, tokens: float) -> float:
-    """GQA's test loss (seed, budget) after ``tokens`` (linear between evaluations; NaN outside them)."""
-    g = curves[(curves.arm == "GQA") & (curves.seed == seed) & np.isclose(curves.budget, budget)]
-    g = g[g.phase != "fusion"].sort_values("tokens")
-    if not len(g) or tokens < g.tokens.min() or tokens > g.tokens.max():
-        return float("nan")
-    return float(np.interp(tokens, g.tokens.to_numpy(float), g.test_loss.to_numpy(float)))
+    """GQA's test loss (seed, budget) after ``tokens`` (``pretrained.loss_at``: linear; NaN outside the curve)."""
+    from .pretrained import loss_at
+
+    return loss_at(_gqa_curve(curves, seed, budget).to_dict("records"), tokens, "test_loss")
 
 
 def add(C: Claims, folder: Path) -> None:
