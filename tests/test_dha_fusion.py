@@ -400,6 +400,32 @@ def test_joint_allocation_spends_the_budget_and_charges_its_forwards():
         dha.probe_allocation(m, sims, 0.5, b, allocation="best")
 
 
+def test_the_search_stops_before_spending_more_than_its_budget(monkeypatch):
+    m = _model()
+    tokens = np.random.default_rng(0).integers(0, 50, 4000)
+    from headlab.data import Batches
+    from headlab.papers.dha_fusion import fusion
+
+    b = [Batches(tokens, 4, 16, seed=0)(99)]
+    ntok = 64
+    sims = {k: [np.eye(4) * 0.5 + 0.5] * 2 for k in "kv"}
+    # 2 layers x 4 heads, 4 kept: greedy probes counts 1..3 of each layer (6 per kind), joint >= 4 merges per kind
+    assert dha.search_forwards([4, 4], 4, "greedy") == 6 and dha.search_forwards([4, 4], 4, "joint") == 4
+    _, _, used = dha.probe_allocation(m, sims, 0.5, b)
+    assert used == ntok * (1 + 2 * 6)  # the count is exact for the greedy search
+    calls = []
+    real = fusion.lm_eval
+    monkeypatch.setattr(fusion, "lm_eval", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.raises(dha.SearchOverBudget, match="needs 832 forward tokens"):
+        dha.probe_allocation(m, sims, 0.5, b, max_tokens=ntok * 12)
+    assert not calls  # refused before any forward
+    # the joint search's lower bound fits, its real cost does not: it stops mid-way, never past the limit
+    limit = ntok * (1 + 2 * 4 + 3)
+    with pytest.raises(dha.SearchOverBudget, match="joint search"):
+        dha.probe_allocation(m, sims, 0.5, b, allocation="joint", max_tokens=limit)
+    assert len(calls) * ntok <= limit
+
+
 def test_source_arm_keeps_every_head_and_reports_test_loss():
     m = _model()
     tokens = np.random.default_rng(0).integers(0, 50, 4000)

@@ -90,12 +90,14 @@ from .cka import (
 from .data import byte_splits, fixed_batches, lm_eval, pretrain_source
 from .fusion import (
     HeadFusion,
+    SearchOverBudget,
     attach_fusion,
     fusion_loss,
     fusion_modules,
     joint_allocation,
     probe_allocation,
     run_fusion,
+    search_forwards,
     set_members_identical,
 )
 from .grouping import (
@@ -179,6 +181,8 @@ __all__ = [
     "n_source",
     "pretrain_source",
     "probe_allocation",
+    "search_forwards",
+    "SearchOverBudget",
     "joint_allocation",
     "fusability_matrix",
     "head_similarity",

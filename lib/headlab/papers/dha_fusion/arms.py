@@ -142,7 +142,11 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
             cka_cost,
         )
     elif arm.alloc == "probe":
-        g, rows, used = probe_allocation(src, ctx.sims, arm.budget, ctx.calib_batches, allocation=ctx.allocation)
+        fsteps = arm.fusion_steps if arm.init == "fusion" else 0  # the search may spend what fusion leaves
+        left = (ctx.total_steps - fsteps) * ctx.tokens_per_step / ctx.forward_cost - cka_cost
+        g, rows, used = probe_allocation(
+            src, ctx.sims, arm.budget, ctx.calib_batches, allocation=ctx.allocation, max_tokens=left
+        )
         ctx.cache[("probe_rows", arm.budget)] = rows
         res = (g["k"], g["v"], cka_cost + used)
     else:

@@ -7,6 +7,8 @@ together; every variant trains the same arms (source + CT, GQA, DHA) on the same
 reports test loss on held-out windows disjoint from the validation windows.
 
 * ``lr``: the source's final learning rate (its pretraining cosine's floor), warm-up, then a cosine to a tenth;
+  and each half alone (the final rate held constant; the peak rate with the warm-up and cosine), since the
+  combined variant changes two things at once;
 * ``objective``: the epsilon-target Lagrangian with the per-group normalised fusion loss;
 * ``search``: the fusability score (uncentred scalar-fit residual), with the greedy or the joint allocation (the
   joint search's extra forwards are charged; a variant whose search and fusion do not fit the budget is reported
@@ -29,6 +31,8 @@ SOURCE_FINAL = TrainConfig().min_lr_ratio  # data.pretrain_source's cosine ends 
 VARIANTS = {
     "first design": {},
     "LR: source's final, cosine": {"lr": "final", "min_lr_ratio": 0.1},
+    "LR only: source's final, constant": {"lr": "final"},
+    "schedule only: peak, warm-up + cosine": {"min_lr_ratio": 0.1},
     "objective: eps-target, per group": {"fusion_objective": "target", "fusion_norm": "group"},
     "search: fusability, joint": {"search_score": "fusability", "allocation": "joint"},
     "search: fusability, greedy": {"search_score": "fusability"},

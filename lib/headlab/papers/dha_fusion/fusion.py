@@ -214,13 +214,44 @@ def _with_kind(source: HeadlabLM, kind: str, g: Grouping) -> tuple[Grouping, Gro
     return (g, other) if kind == "k" else (other, g)
 
 
+class SearchOverBudget(ValueError):
+    """The loss-driven search needs more forward tokens than the arm's token budget leaves it."""
+
+
+def search_forwards(n: list[int], total: int, allocation: str) -> int:
+    """Probe forwards the search runs for one kind (``n`` heads per layer, ``total`` kept): exact for the greedy
+    allocation; for the joint one a lower bound (one forward per merge; each merge compares every layer still
+    holding more than one head)."""
+    if allocation == "joint":
+        return sum(n) - total
+    return sum(max(0, min(nl, total - (len(n) - 1) + 1) - 1) for nl in n)
+
+
+def _charge(used: float, ntok: int, limit: float | None, what: str) -> float:
+    """``used + ntok``, or ``SearchOverBudget`` before the forward when that passes ``limit``."""
+    if limit is not None and used + ntok > limit:
+        raise SearchOverBudget(f"{what}: the search needs more than the {limit:.0f} forward tokens its budget leaves")
+    return used + ntok
+
+
 @torch.no_grad()
-def joint_allocation(source: HeadlabLM, hier: list[dict], kind: str, total: int, probe_batches, base: float):
+def joint_allocation(
+    source: HeadlabLM,
+    hier: list[dict],
+    kind: str,
+    total: int,
+    probe_batches,
+    base: float,
+    used: float = 0.0,
+    max_tokens: float | None = None,
+):
     """The joint search: from every head kept, repeatedly take the one merge (one layer, one step down its
     similarity hierarchy) whose model, *with every merge taken so far in place*, has the lowest loss, until
     ``total`` heads of ``kind`` remain. Interactions between layers count, unlike the additive probes.
+    ``used`` forward tokens are already spent; past ``max_tokens`` it stops with ``SearchOverBudget``.
     Returns (grouping, probe rows, forwards run)."""
     n = n_source(source, kind)
+    ntok = sum(x.numel() for x, _ in probe_batches)
     cnt = list(n)
     rows, evals = [], 0
     while sum(cnt) > total:
@@ -228,6 +259,7 @@ def joint_allocation(source: HeadlabLM, hier: list[dict], kind: str, total: int,
         for l in range(len(n)):
             if cnt[l] <= 1:
                 continue
+            used = _charge(used, ntok, max_tokens, f"joint search ({kind})")
             g = [hier[k][cnt[k] - (k == l)] for k in range(len(n))]
             loss = lm_eval(collapse(source, *_with_kind(source, kind, g), share=True), probe_batches)["loss"]
             evals += 1
@@ -240,25 +272,48 @@ def joint_allocation(source: HeadlabLM, hier: list[dict], kind: str, total: int,
 
 @torch.no_grad()
 def probe_allocation(
-    source: HeadlabLM, sims: dict, budget: float, probe_batches, kinds=("k", "v"), allocation: str = "greedy"
+    source: HeadlabLM,
+    sims: dict,
+    budget: float,
+    probe_batches,
+    kinds=("k", "v"),
+    allocation: str = "greedy",
+    max_tokens: float | None = None,
 ):
     """Full DHA's search [R]. ``allocation="greedy"`` (the first design): for each layer and kind, pool that
     layer's heads (average-linkage hierarchy of ``sims``, mean-pool) to every count c < n with everything else
     untouched and record the loss increase ``delta[l][c]``; then, starting from one head per layer, repeatedly give
     one more head to the layer whose next head removes the most loss, until the kind's budget is spent (the
-    per-layer losses are assumed to add up). ``allocation="joint"``: ``joint_allocation``. Returns
+    per-layer losses are assumed to add up). ``allocation="joint"``: ``joint_allocation``. With ``max_tokens``
+    (the forward tokens the arm's budget leaves the search) it checks before any forward that the search's
+    forwards (``search_forwards``) fit, and stops with ``SearchOverBudget`` as soon as they would not. Returns
     ``({kind: grouping}, table of probes, forward tokens used)``."""
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation must be one of {ALLOCATIONS}, not {allocation!r}")
-    base = lm_eval(source, probe_batches)["loss"]
     ntok = sum(x.numel() for x, _ in probe_batches)
+    if max_tokens is not None:
+        need = ntok * (
+            1
+            + sum(
+                search_forwards(n_source(source, k), budget_total(n_source(source, k), budget), allocation)
+                for k in kinds
+            )
+        )
+        if need > max_tokens:
+            raise SearchOverBudget(
+                f"{allocation} search: needs {'at least ' if allocation == 'joint' else ''}{need} forward tokens, "
+                f"its budget leaves {max_tokens:.0f}"
+            )
+    base = lm_eval(source, probe_batches)["loss"]
     used = ntok
     out, rows = {}, []
     for kind in kinds:
         n = n_source(source, kind)
         hier = [hierarchy(s) for s in sims[kind]]
         if allocation == "joint":
-            out[kind], r, evals = joint_allocation(source, hier, kind, budget_total(n, budget), probe_batches, base)
+            out[kind], r, evals = joint_allocation(
+                source, hier, kind, budget_total(n, budget), probe_batches, base, used, max_tokens
+            )
             rows += r
             used += evals * ntok
             continue
@@ -274,8 +329,8 @@ def probe_allocation(
                     if kind == "k"
                     else (identity_groups(n_source(source, "k")), g)
                 )
+                used = _charge(used, ntok, max_tokens, f"greedy search ({kind})")
                 dl[c] = lm_eval(collapse(source, kg, vg, share=True), probe_batches)["loss"] - base
-                used += ntok
                 rows.append({"kind": kind, "layer": l, "heads": c, "delta_loss": dl[c]})
             delta.append(dl)
         cnt = [1] * len(n)
