@@ -16,7 +16,7 @@ from ...train import TrainConfig, train
 from .checks import kv_cache_bytes
 from .cka import head_activations, head_similarity
 from .data import lm_eval
-from .fusion import probe_allocation, run_fusion
+from .fusion import SearchOverBudget, probe_allocation, run_fusion
 from .grouping import (
     Grouping,
     budget_total,
@@ -117,10 +117,17 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
     nk, nv = n_source(src, "k"), n_source(src, "v")
     L = len(nk)
     key = (arm.alloc, arm.budget)
-    if key in ctx.cache:
-        return ctx.cache[key]
-    sk, sv = ctx.sims["k"], ctx.sims["v"]
     cka_cost = ctx.calib_tokens  # one forward over the calibration batch
+    fsteps = arm.fusion_steps if arm.init == "fusion" else 0  # a probe search may spend what fusion leaves
+    left = (ctx.total_steps - fsteps) * ctx.tokens_per_step / ctx.forward_cost - cka_cost
+    if key in ctx.cache:  # a search run for an arm with other fusion steps: this arm's budget still applies
+        res = ctx.cache[key]
+        if arm.alloc == "probe" and res[2] - cka_cost > left:
+            raise SearchOverBudget(
+                f"{arm.name}: its search used {res[2] - cka_cost:.0f} forward tokens, {left:.0f} left"
+            )
+        return res
+    sk, sv = ctx.sims["k"], ctx.sims["v"]
     if arm.alloc == "source":
         res = (identity_groups(nk), identity_groups(nv), 0.0)
     elif arm.alloc in ("gqa", "uniform", "cka_gqa"):
@@ -142,8 +149,6 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
             cka_cost,
         )
     elif arm.alloc == "probe":
-        fsteps = arm.fusion_steps if arm.init == "fusion" else 0  # the search may spend what fusion leaves
-        left = (ctx.total_steps - fsteps) * ctx.tokens_per_step / ctx.forward_cost - cka_cost
         g, rows, used = probe_allocation(
             src, ctx.sims, arm.budget, ctx.calib_batches, allocation=ctx.allocation, max_tokens=left
         )
