@@ -8,6 +8,11 @@ replacement from the ``n`` observed ones (the observed items stand in for their 
 generated set are templated, so a larger *real* set also needs more templates, see ``items.generated_mc``).
 Factor 1 is Table 2's own item bootstrap (a self-check: its half-width must match ``table2.csv``'s).
 
+The projection assumes the observed items' curve is the population's. Tested once, it was optimistic: from 300
+SmolLM2 items it gave AHON-LN +-0.9 at 2,400 items; a fresh set of 2,403 (``cpu_powered_smollm``, with the extra
+item kinds) measured +-6.5, because there the curve runs flatter along the line and its last crossing is
+ill-conditioned. Read it as a lower bound on the items needed.
+
     python -m headlab.papers.dormant_heads.power      # reads and writes figures/dormant_heads/cpu_powered/
 """
 
