@@ -426,6 +426,21 @@ def test_the_search_stops_before_spending_more_than_its_budget(monkeypatch):
     assert len(calls) == limit // ntok  # K's merges cost 7-8 forwards, V's stop at the 12th (the base forward included)
 
 
+def test_the_search_allowance_and_the_steps_it_is_charged_agree():
+    # arm_groups gives a probe search search_allowance(); run_arm charges search_steps(calibration + search): spending
+    # the whole allowance must never push continued training below zero steps, for any rounding
+    from types import SimpleNamespace
+
+    from headlab.papers.dha_fusion import arms as A
+
+    for total, fsteps, tps, fc, calib in [(14, 4, 64, 1 / 3, 64), (10, 3, 96, 0.3, 200), (7, 0, 50, 1 / 3, 17)]:
+        ctx = SimpleNamespace(total_steps=total, tokens_per_step=tps, forward_cost=fc, calib_tokens=calib)
+        arm = A.Arm("a", 0.5, "probe", "fusion" if fsteps else "pool", fsteps)
+        allow = A.search_allowance(ctx, arm)
+        assert A.search_steps(ctx, calib + allow) == total - fsteps  # exactly what is left, not one step more
+        assert A.search_steps(ctx, calib + allow + tps / fc) == total - fsteps + 1  # one more step's worth: over
+
+
 def test_source_arm_keeps_every_head_and_reports_test_loss():
     m = _model()
     tokens = np.random.default_rng(0).integers(0, 50, 4000)

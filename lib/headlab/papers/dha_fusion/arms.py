@@ -111,6 +111,24 @@ def _test(r: dict) -> dict:
     return {"test_loss": r["test_loss"]} if "test_loss" in r else {}
 
 
+# ------------------------------------------------------------------ the budget: search, fusion and CT in one count
+def fusion_steps_of(arm: Arm) -> int:
+    return arm.fusion_steps if arm.init == "fusion" else 0
+
+
+def search_steps(ctx: Context, forward_tokens: float) -> int:
+    """Training steps charged for ``forward_tokens`` of search forwards (each ``forward_cost`` of a training token),
+    rounded up to whole steps."""
+    return math.ceil(forward_tokens * ctx.forward_cost / ctx.tokens_per_step - 1e-9)
+
+
+def search_allowance(ctx: Context, arm: Arm) -> float:
+    """Forward tokens an allocation search may spend beyond the calibration forward (``calib_tokens``): what the
+    budget leaves after the arm's fusion, so that ``search_steps(calib_tokens + allowance) <= total - fusion``."""
+    left_steps = ctx.total_steps - fusion_steps_of(arm)
+    return left_steps * ctx.tokens_per_step / ctx.forward_cost - ctx.calib_tokens
+
+
 def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
     """``(k_groups, v_groups, forward tokens the search used)``."""
     src = ctx.source
@@ -118,8 +136,7 @@ def arm_groups(ctx: Context, arm: Arm) -> tuple[Grouping, Grouping, float]:
     L = len(nk)
     key = (arm.alloc, arm.budget)
     cka_cost = ctx.calib_tokens  # one forward over the calibration batch
-    fsteps = arm.fusion_steps if arm.init == "fusion" else 0  # a probe search may spend what fusion leaves
-    left = (ctx.total_steps - fsteps) * ctx.tokens_per_step / ctx.forward_cost - cka_cost
+    left = search_allowance(ctx, arm)  # a probe search may spend what fusion leaves
     if key in ctx.cache:  # a search run for an arm with other fusion steps: this arm's budget still applies
         res = ctx.cache[key]
         if arm.alloc == "probe" and res[2] - cka_cost > left:
@@ -165,11 +182,11 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
     continued pre-training gets ``total - fusion - search`` steps (search forwards charged at
     ``forward_cost`` of a training token, rounded up to whole steps)."""
     kg, vg, search_fwd = arm_groups(ctx, arm)
-    search_steps = math.ceil(search_fwd * ctx.forward_cost / ctx.tokens_per_step - 1e-9)
-    fsteps = arm.fusion_steps if arm.init == "fusion" else 0
-    ct_steps = ctx.total_steps - search_steps - fsteps
+    s_steps = search_steps(ctx, search_fwd)
+    fsteps = fusion_steps_of(arm)
+    ct_steps = ctx.total_steps - s_steps - fsteps
     if ct_steps < 0:
-        raise ValueError(f"{arm.name}: search ({search_steps}) + fusion ({fsteps}) exceed the budget")
+        raise SearchOverBudget(f"{arm.name}: search ({s_steps}) + fusion ({fsteps}) exceed the budget")
     t0 = time.time()
     tps = ctx.tokens_per_step
     curve = []
@@ -198,15 +215,13 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
         )
         for r in flog:
             if "collapsed_loss" in r:
-                curve.append(
-                    {"tokens": (search_steps + r["step"]) * tps, "loss": r["collapsed_loss"], "phase": "fusion"}
-                )
+                curve.append({"tokens": (s_steps + r["step"]) * tps, "loss": r["collapsed_loss"], "phase": "fusion"})
     else:
         model = collapse(ctx.source, kg, vg)
     evaluate = _evaluator(ctx)
     init = evaluate(model)
-    curve.append({"tokens": (search_steps + fsteps) * tps, "loss": init["loss"], "phase": "init", **_test(init)})
-    offset = search_steps + fsteps
+    curve.append({"tokens": (s_steps + fsteps) * tps, "loss": init["loss"], "phase": "init", **_test(init)})
+    offset = s_steps + fsteps
     final = init
     if ct_steps + arm.extra_steps:
         every = ctx.eval_every if arm.curve else ct_steps
@@ -249,7 +264,7 @@ def run_arm(ctx: Context, arm: Arm) -> dict:
         "v_counts": counts(vg),
         "k_groups": kg,
         "v_groups": vg,
-        "search_steps": search_steps,
+        "search_steps": s_steps,
         "fusion_steps": fsteps,
         "ct_steps": ct_steps,
         "tokens": ctx.total_steps * tps,

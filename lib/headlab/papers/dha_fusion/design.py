@@ -24,6 +24,7 @@ import pandas as pd
 
 from ...train import TrainConfig
 from .arms import Arm, Context, run_arm
+from .fusion import SearchOverBudget
 
 SOURCE_FINAL = TrainConfig().min_lr_ratio  # data.pretrain_source's cosine ends at this share of its peak lr
 
@@ -75,7 +76,7 @@ def design_ablation(
                 else:
                     try:
                         r = run_arm(vc, arm)
-                    except ValueError as e:  # search + fusion exceed the budget
+                    except SearchOverBudget as e:  # search + fusion exceed the budget (other errors propagate)
                         r = {"error": str(e)}
                     if key is not None:
                         done[key] = r
