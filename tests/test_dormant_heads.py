@@ -446,3 +446,39 @@ def test_ahon_wo_is_the_norm_of_each_heads_contribution_after_w_o(family):
             keep[:, :, h] = z[:, :, h]
             want = (o(keep.flatten(-2)) - zero).norm(dim=-1).mean(1)
             torch.testing.assert_close(got[:, h], want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ the unit of replication of generated items
+def test_generated_items_share_prompts_and_units_say_so():
+    from headlab.papers.dormant_heads.items import generated_mc
+    from headlab.papers.dormant_heads.tasks import Task
+
+    items = generated_mc(40, seed=0, kinds=("days", "copy"))
+    u = Task("generated_mc", "mc", items).units()
+    days, copy = u[:40], u[40:]
+    assert len(set(days)) <= 7  # seven weekdays to start from: 40 items, at most 7 prompts
+    assert len(set(copy)) == 40  # six random words of 30: every prompt distinct here
+    assert all(items[i].prompt == items[j].prompt for i in range(40) for j in range(40) if u[i] == u[j])
+    assert list(Task("text_nll", "nll", ["a", "b", "c"]).units()) == [0, 1, 2]
+
+
+def test_clusters_resample_whole_prompts_and_reduce_to_the_row_bootstrap():
+    from headlab import intervals as KI
+
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    cl = KI.Clusters(labels)
+    assert cl.n == 3 and not cl.singletons
+    idx = cl.draw(np.random.default_rng(0), factor=4)
+    for lab in range(3):  # each drawn unit brings all its rows: the count of every label is a multiple of its size
+        assert np.sum(labels[idx] == lab) % np.sum(labels == lab) == 0
+    # singleton labels: the same replicates as the plain row bootstrap with this seed
+    x = np.arange(7.0)
+    a = KI.Clusters(np.arange(7)).draw(np.random.default_rng(3))
+    assert np.array_equal(a, np.random.default_rng(3).integers(0, 7, 7))
+    # a statistic of clustered rows: the interval over 3 units is wider than over 6 rows treated as independent
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.5, 0.5])
+    _, lo_c, hi_c, n_c = KI.bootstrap(y, clusters=labels, seed=1)
+    _, lo_r, hi_r, n_r = KI.bootstrap(y, seed=1)
+    assert (n_c, n_r) == (3, 6) and hi_c - lo_c > hi_r - lo_r
+    with pytest.raises(ValueError, match="labels for"):
+        KI.bootstrap(x, clusters=labels)

@@ -253,16 +253,27 @@ def test_per_item_frame_and_sweep_roundtrip():
     base = np.array([True, True, False, True])
     extra = {
         ("m", "generated_mc"): {
-            "per_item": {("random", 0.0): base, ("random", 0.1): np.array([1, 0, 0, 1], bool), ("entropy", 0.1): base}
+            "per_item": {("random", 0.0): base, ("random", 0.1): np.array([1, 0, 0, 1], bool), ("entropy", 0.1): base},
+            "units": np.array([0, 1, 0, 2]),  # items 0 and 2 share a prompt
         },
         ("m", "text_nll"): {
             "per_item": {("awft", 0.0): [np.ones(3), np.ones(2) * 2], ("awft", 0.1): [np.ones(3) * 2, np.ones(2) * 2]}
         },
     }
+    assert "entropy@0.1" not in D.per_item_frame(extra, D.CLAIM_SCORES).columns  # only the named functions
     f = D.per_item_frame(extra)
-    assert "entropy@0.1" not in f.columns  # only the claims' functions are kept
+    assert "entropy@0.1" in f.columns  # by default every swept function, so every interval can be redrawn
     mc = f[f.task == "generated_mc"]
     assert mc.base.tolist() == [1, 1, 0, 1] and mc["random@0.1"].tolist() == [1, 0, 0, 1]
+    assert mc.unit.tolist() == [0, 1, 0, 2] and f[f.task == "text_nll"].unit.tolist() == [0, 1]  # texts: themselves
+    curves_mc = pd.DataFrame(
+        [
+            dict(model="m", task="generated_mc", score="random", quantile=q, achieved_pct=x, metric=v, baseline=75.0)
+            for q, x, v in ((0.0, 0.0, 75.0), (0.1, 10.0, 50.0))
+        ]
+    )
+    smc = DC.Sweep(curves_mc, f, "m", "generated_mc")
+    assert smc.clusters.n == 3 and smc.unit_name == "prompts"
     nll = f[f.task == "text_nll"]
     assert nll.n_tok.tolist() == [3, 2] and nll.base.tolist() == [3.0, 4.0] and nll["awft@0.1"].tolist() == [6.0, 4.0]
     curves = pd.DataFrame(

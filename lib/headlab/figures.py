@@ -2,11 +2,14 @@
 
 ``save(fig, data, paper, profile, fig_id)`` writes ``figures/<paper>/<profile>/<fig_id>.png`` and
 ``<fig_id>.csv`` (the numbers behind the plot). Both are written to temporary files first and
-renamed into place, so a run that fails half-way never leaves a broken or half-new figure.
+renamed into place, so a run that fails half-way never leaves a broken or half-new figure. PNGs are
+recompressed losslessly (``shrink_png``: the same pixels in about two thirds of matplotlib's bytes), as are the
+images of stored notebooks (``headlab run``), to keep the repository small.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -73,13 +76,30 @@ def save_csv(data: pd.DataFrame, paper: str, profile: str, fig_id: str, float_di
     return path
 
 
+def shrink_png(data: bytes) -> bytes:
+    """Lossless recompression of a PNG (oxipng, level 2: filters and deflate chosen per image; pixels unchanged).
+    Returns ``data`` itself when pyoxipng is not installed."""
+    try:
+        import oxipng
+    except ImportError:
+        return data
+    return oxipng.optimize_from_memory(data, level=2)
+
+
+def write_png(fig, path: Path | str, dpi: int = DPI) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically and recompressed losslessly (``shrink_png``)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format="png")
+    data = shrink_png(buf.getvalue())
+    _atomic_write(Path(path), lambda t: Path(t).write_bytes(data))
+    return Path(path)
+
+
 def save(fig, data: pd.DataFrame | None, paper: str, profile: str, fig_id: str) -> Path:
     """Write ``<fig_id>.png`` (+ ``<fig_id>.csv`` when ``data`` is given); returns the PNG path."""
     if data is not None:
         save_csv(data, paper, profile, fig_id)
-    path = out_dir(paper, profile) / f"{fig_id}.png"
-    _atomic_write(path, lambda t: fig.savefig(t, dpi=DPI, bbox_inches="tight", format="png"))
-    return path
+    return write_png(fig, out_dir(paper, profile) / f"{fig_id}.png")
 
 
 def replot_from(registry: dict, paper: str, profile: str) -> list[Path]:

@@ -12,22 +12,58 @@ LEVEL = 0.95
 N_BOOT = 2000
 
 
-def bootstrap(units, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL):
+class Clusters:
+    """Draws of a cluster bootstrap: rows that share a label (the prompt several generated items were made from,
+    the document several windows were cut from) are one unit of replication and are resampled together.
+
+    ``labels``: one hashable per row; rows with distinct labels are independent units (so ``np.arange(n)`` is the
+    plain row bootstrap). ``draw(rng, factor)`` returns the row indices of one replicate: ``factor x n`` units
+    drawn with replacement, each bringing all its rows (the length varies between replicates).
+    """
+
+    def __init__(self, labels):
+        lab = np.asarray(labels)
+        _, inv = np.unique(lab, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        self.groups = np.split(order, np.cumsum(np.bincount(inv))[:-1]) if len(lab) else []
+        self.n_rows = len(lab)
+        self.singletons = len(self.groups) == self.n_rows  # every row its own unit
+
+    @property
+    def n(self) -> int:
+        """The number of units."""
+        return len(self.groups)
+
+    def draw(self, rng: np.random.Generator, factor: int = 1) -> np.ndarray:
+        pick = rng.integers(0, self.n, factor * self.n)
+        if self.singletons:
+            return np.concatenate(self.groups)[pick] if self.n else pick
+        return np.concatenate([self.groups[i] for i in pick])
+
+
+def bootstrap(units, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL, clusters=None):
     """Percentile bootstrap over the first axis of ``units`` (items, prompts, paragraphs, ...).
 
     ``units``: array ``[n, ...]``; ``stat`` maps a resampled array of the same shape to a float.
-    Returns ``(estimate, low, high, n)``. Deterministic for a given ``seed``.
+    ``clusters``: optional label per row; rows with one label are resampled together (``Clusters``) and ``n`` is
+    then the number of labels. Returns ``(estimate, low, high, n)``. Deterministic for a given ``seed``.
     """
     x = np.asarray(units, dtype=float)
-    n = len(x)
-    if n == 0:
+    if len(x) == 0:
         return math.nan, math.nan, math.nan, 0
+    cl = Clusters(np.arange(len(x)) if clusters is None else clusters)
+    if cl.n_rows != len(x):
+        raise ValueError(f"clusters has {cl.n_rows} labels for {len(x)} rows")
+    n = cl.n
     est = float(stat(x))
     if n < 2:
         return est, math.nan, math.nan, n
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boots = np.array([stat(x[i]) for i in idx], dtype=float)
+    if clusters is None:  # the plain row bootstrap, drawn as before (same replicates for a given seed)
+        draws = rng.integers(0, n, size=(n_boot, n))
+    else:
+        draws = [cl.draw(rng) for _ in range(n_boot)]
+    boots = np.array([stat(x[i]) for i in draws], dtype=float)
     boots = boots[np.isfinite(boots)]
     if len(boots) == 0:
         return est, math.nan, math.nan, n

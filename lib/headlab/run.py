@@ -64,7 +64,8 @@ def _select(names: list[str]) -> list[str]:
 
 
 def clean(nb: dict, drop_injected: bool) -> dict:
-    """Strip execution noise (timings, papermill bookkeeping) from an executed notebook."""
+    """Strip execution noise (timings, papermill bookkeeping) from an executed notebook, and recompress its images
+    losslessly (``figures.shrink_png``; nbval does not compare images)."""
     nb["metadata"].pop("papermill", None)
     nb["metadata"].pop("widgets", None)
     cells = []
@@ -83,6 +84,22 @@ def clean(nb: dict, drop_injected: bool) -> dict:
             for o in c.get("outputs", []):  # an execute_result carries the count too
                 if "execution_count" in o:
                     o["execution_count"] = i + 1
+    shrink_images(nb)
+    return nb
+
+
+def shrink_images(nb: dict) -> dict:
+    """Every PNG output of ``nb`` recompressed losslessly in place (``figures.shrink_png``)."""
+    import base64
+
+    from .figures import shrink_png
+
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            d = o.get("data", {})
+            if "image/png" in d:
+                raw = base64.b64decode(d["image/png"])
+                d["image/png"] = base64.b64encode(shrink_png(raw)).decode("ascii")
     return nb
 
 

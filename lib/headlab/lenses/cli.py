@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .. import data, models
-from ..figures import save, save_csv
+from ..figures import save, save_csv, write_png
 from . import figures as F
 from . import stats
 from .probe import measure, texts
@@ -51,7 +51,7 @@ def run(model: str, out: Path, types: list[str], per_type: int = 2, T: int = 96,
     res.exact.to_csv(out / "exact_ablation.csv", index=False, float_format="%.5g")
     for fig_id, frame in frames.items():
         frame.to_csv(out / f"{fig_id}.csv", index=False, float_format="%.5g")
-        F.FROM_CSV[fig_id](frame).savefig(out / f"{fig_id}.png", dpi=110, bbox_inches="tight")
+        write_png(F.FROM_CSV[fig_id](frame), out / f"{fig_id}.png")
     print(f"{model}: {len(tx.ids)} texts x {tx.ids.shape[1]} tokens, {len(res.exact) // len(tx.ids)} heads ablated "
           f"exactly; tables and figures in {out} ({time.time() - t0:.0f} s)")  # fmt: skip
     return out

@@ -262,14 +262,14 @@ def pilot_table(log: pd.DataFrame, meta: dict) -> pd.DataFrame:
 
 def replot(out: Path) -> Path:
     """``pilot.csv`` and ``pilot.png`` in ``out`` from its ``pilot_log.csv`` and ``pilot_params.json``."""
-    from ...figures import DPI
+    from ...figures import write_png
     from .figures import pilot
 
     log = pd.read_csv(out / "pilot_log.csv")
     table = pilot_table(log, json.loads((out / "pilot_params.json").read_text()))
     table.to_csv(out / "pilot.csv", index=False, float_format="%.5g")
     fig = pilot(pd.read_csv(out / "pilot.csv"))
-    fig.savefig(out / "pilot.png", dpi=DPI, bbox_inches="tight")
+    write_png(fig, out / "pilot.png")
     return out / "pilot.png"
 
 

@@ -406,12 +406,10 @@ def main(argv=None) -> int:
             res = reuse(res, FIGURES_DIR / "dha_fusion" / a.reuse, spec.token_budgets)
         machine = f"{platform.node()} {platform.processor() or platform.machine()} {torch.get_num_threads()} threads"
         save(res, spec, out, (f"reuses {a.reuse}'s other arms; " if a.reuse else "") + machine)
-    from ...figures import DPI
+    from ...figures import write_png
     from .figures import smollm_curves
 
-    smollm_curves(pd.read_csv(out / "smollm_curves.csv")).savefig(
-        out / "smollm_curves.png", dpi=DPI, bbox_inches="tight"
-    )
+    write_png(smollm_curves(pd.read_csv(out / "smollm_curves.csv")), out / "smollm_curves.png")
     print(pd.read_csv(out / "smollm_at_budget.csv").groupby(["budget", "arm", "tokens"]).test_loss.agg(["mean", "std"]))
     return 0
 

@@ -5,10 +5,15 @@ The paper's numbers are the module-level ``Published`` constants (quoted from th
 [C] from the authors' notebook outputs / ``thresholds.json`` / the arXiv abstracts). Every decided row
 carries a 95 % interval over its unit of replication:
 
-* generated multiple-choice items (C2, C6, C9, S1): paired percentile bootstrap over items of
-  ``per_item.csv`` (each sweep point's per-item result; a curve's value at an achieved % is the linear
-  interpolation between its swept points, which is linear in the items, so it is resampled exactly);
-* calibration inputs (C4, C5): thresholds recomputed on resampled inputs (``threshold_boot.csv``);
+* generated multiple-choice items (C1a, C2, C6, C9, S1): paired percentile bootstrap over the **prompts** of
+  ``per_item.csv`` (its ``unit`` column): generated items repeat prompts with other distractors and answer
+  orders, so each prompt is resampled with all its items (``intervals.Clusters``); a run saved before the
+  column existed resamples items, and says so. Each sweep point's per-item result is resampled; a curve's value
+  at an achieved % is the linear interpolation between its swept points, which is linear in the items, so it
+  is resampled exactly;
+* calibration inputs (C4, C5): thresholds recomputed on resampled inputs (``threshold_boot.csv``); for generated
+  MC an input is an (item, choice) forward, so these intervals still ignore that items share prompts (too narrow;
+  a rerun with the forwards' prompts saved would fix it);
 * evaluation inputs of the from-scratch model (C10, S3): ``v1_dynamics_inputs.csv``;
 * paragraphs (C11): the permutation test over paragraphs of ``v1_text_type.csv``, inverted into an interval.
 
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ... import claims as K
+from ... import intervals as KI
 from ...claims import Claims, committed
 from .published import PAPER
 from .rules import c1, c1a, c2, c3, c6, c8, c9, censored_within, s1
@@ -43,6 +49,11 @@ class Sweep:
         self.items = items[(items.model == model) & (items.task == task)].sort_values("item")
         self.n_tok = self.items.n_tok.to_numpy(float)
         self.baseline = float(self.curves.baseline.iloc[0])
+        has_units = "unit" in self.items.columns
+        self.units = self.items.unit.to_numpy(int) if has_units else np.arange(len(self.items))
+        self.clusters = KI.Clusters(self.units)
+        # what a bootstrap resamples: prompts where items share them, else items / paragraphs
+        self.unit_name = "paragraphs" if self.nll else "items" if self.clusters.singletons else "prompts"
         self._points: dict = {}
 
     def has(self, score: str) -> bool:

@@ -28,12 +28,12 @@ def _abbr(score: str) -> str:
 
 def plot_curves(ax, g: pd.DataFrame, names, title: str, bands: bool = True):
     """Metric against the achieved % of heads zeroed, one line per score function (LN/HN variants dashed), with
-    each point's 95 % item-bootstrap band where ``g`` has ``metric_lo`` / ``metric_hi``."""
+    each point's 95 % bootstrap band (over prompts / texts) where ``g`` has ``metric_lo`` / ``metric_hi``."""
     for s in names:
         c = g[g.score == s].sort_values("quantile")
         ls = "--" if s.endswith("_ln") or s.endswith("_hn") else "-"
         ax.plot(c.achieved_pct, c.metric, marker="o", ms=3.5, lw=1.6, ls=ls, color=PALETTE[s], label=_abbr(s))
-        if bands and "metric_lo" in c:  # 95 % item-bootstrap band of each point (runs saved before bands: none)
+        if bands and "metric_lo" in c:  # 95 % bootstrap band of each point (runs saved before bands: none)
             ax.fill_between(c.achieved_pct, c.metric_lo, c.metric_hi, color=PALETTE[s], alpha=0.15, lw=0)
     ax.axhline(g.baseline.iloc[0], color="gray", ls=":", lw=1.2, label="baseline")
     ax.set(title=title, xlabel="% of model heads zeroed (achieved)", ylabel=YLABEL[g.task.iloc[0]])
@@ -51,7 +51,11 @@ def fig4(curves: pd.DataFrame):
         ax.legend(fontsize=8)
     fig.suptitle(
         "Fig. 4 analogue: accuracy vs % of heads zeroed (Random + top-3 score functions by AUC)"
-        + ("\nbands: 95% bootstrap over items" if "metric_lo" in curves else ""),
+        + (
+            "\nbands: 95% bootstrap over prompts (each with all its items); none where per-item results were not saved"
+            if "metric_lo" in curves
+            else ""
+        ),
         y=1.03 if "metric_lo" not in curves else 1.08,
     )
     return fig
@@ -92,7 +96,7 @@ def appfig_grid(curves: pd.DataFrame):
 
 def table2(t2: pd.DataFrame):
     """Table 2 analogue: the largest % of heads zeroed within tolerance, with its 95 % bootstrap interval over
-    items. ``t2``: model, task, score, label, within_tol_pct, ci_lo, ci_hi, stays_within."""
+    prompts (generated MC) or texts (next-token loss). ``t2``: model, task, score, label, within_tol_pct, ci_lo, ci_hi, stays_within."""
     width = max(3.6, 0.3 * t2.groupby(["model", "task"]).size().max() + 1.2)
     fig, cells = _model_task_grid(t2, width, legend_room=0)
     for ax, name, task in cells:
@@ -108,7 +112,8 @@ def table2(t2: pd.DataFrame):
         ax.tick_params(axis="x", rotation=60)
         plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     fig.suptitle(
-        "Table 2 analogue (bars: statistic; whiskers: 95% bootstrap over items)\n"
+        "Table 2 analogue (bars: statistic; whiskers: 95% bootstrap over prompts (MC) or texts (loss);\n"
+        "none where per-item results were not saved)\n"
         '"never left the band": 0 by the crossing rule, yet no point fell below the tolerance',
         fontsize=10,
     )
@@ -329,8 +334,8 @@ def natural(d: pd.DataFrame):
 
 
 def within_tol_power(d: pd.DataFrame, target: float = 3.0):
-    """Half-width of the 95 % interval on Table 2's "% of heads within 1 pt" against the number of items drawn
-    (factor 1: the run's own items; larger: drawn with replacement from them), one panel per model, one line per
+    """Half-width of the 95 % interval on Table 2's "% of heads within 1 pt" against the number of units (distinct
+    prompts) drawn (factor 1: the run's own; larger: drawn with replacement from them), one panel per model, one line per
     score function, the issue's target dashed. ``d``: ``power.within_tol_power``."""
     models = list(dict.fromkeys(d.model))
     fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 3.6), layout="constrained", squeeze=False)
@@ -342,9 +347,9 @@ def within_tol_power(d: pd.DataFrame, target: float = 3.0):
         n = sorted(d[d.model == m].n_draw.unique())
         ax.set_xticks(n, [f"{int(v):,}" for v in n])
         ax.minorticks_off()
-        ax.set(title=m, xlabel="items drawn per replicate", ylabel="95% half-width (% of heads)")
+        ax.set(title=m, xlabel="prompts drawn per replicate", ylabel="95% half-width (% of heads)")
         ax.legend(fontsize=8)
-    fig.suptitle("Table 2's within-1-pt interval vs items (resampled from the run's items; dashed: target 3 pts)")
+    fig.suptitle("Table 2's within-1-pt interval vs prompts (resampled from the run's; dashed: target 3 pts)")
     return fig
 
 

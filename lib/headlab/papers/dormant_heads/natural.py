@@ -153,11 +153,11 @@ def main(argv=None) -> int:
     log.to_csv(a.out / "natural_val_loss.csv", index=False, float_format="%.5g")
     params = {"tau_ahon_ln": a.tau_ahon_ln, "tau_awft": a.tau_awft, "n_per_set": a.n, "pilot": str(a.pilot.name)}
     (a.out / "natural_params.json").write_text(json.dumps(params, indent=1) + "\n")
-    from ...figures import DPI
+    from ...figures import write_png
     from .figures import natural
 
     natural_table(d, log).to_csv(a.out / "natural.csv", index=False, float_format="%.5g")
-    natural(pd.read_csv(a.out / "natural.csv")).savefig(a.out / "natural.png", dpi=DPI, bbox_inches="tight")
+    write_png(natural(pd.read_csv(a.out / "natural.csv")), a.out / "natural.png")
     print(d.groupby(["score", "step"]).dormant_frac.mean().unstack(0).round(3).to_string())
     return 0
 

@@ -4,6 +4,7 @@ notebook's set-up (inputs, tasks, run parameters) and its from-scratch runs."""
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections.abc import Sequence
 
@@ -218,8 +219,11 @@ def inputs_summary(mc_items: list[MCItem], mmlu_items: list[MCItem], texts: list
 
 
 def run_params(P, keys: Sequence[str] = CLAIM_PARAMS) -> pd.DataFrame:
-    """One row: the run parameters the claims need (``claims`` reads the saved CSVs only)."""
-    return pd.DataFrame([{k: getattr(P, k) for k in keys}])
+    """One row: the run parameters the claims need (``claims`` reads the saved CSVs only), and the generated
+    set's ``mc_per_kind`` and ``mc_kinds`` (JSON), which regenerate its items and their prompts (``reinterval``)."""
+    row = {k: getattr(P, k) for k in keys}
+    row.update(mc_per_kind=P.mc_per_kind, mc_kinds=json.dumps(list(P.mc_kinds) if P.mc_kinds else list(MC_KINDS)))
+    return pd.DataFrame([row])
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,13 +62,15 @@ def percentile_interval(boots, est: float, n: int):
     return est, float(np.quantile(b, a)), float(np.quantile(b, 1 - a)), n
 
 
-def multi_bootstrap(groups: list[np.ndarray], stat, n_boot: int = KI.N_BOOT, seed: int = 0):
+def multi_bootstrap(groups: list[np.ndarray], stat, n_boot: int = KI.N_BOOT, seed: int = 0, clusters=None):
     """Percentile bootstrap when the data are several independent samples (e.g. one item set per sweep):
-    each replicate resamples every group within itself. ``stat(list_of_arrays) -> float``."""
+    each replicate resamples every group within itself, by the units of ``clusters`` (one ``KI.Clusters`` per
+    group; rows by default), and ``n`` counts those units. ``stat(list_of_arrays) -> float``."""
     est = float(stat(groups))
-    n = sum(len(g) for g in groups)
+    cls = clusters or [KI.Clusters(np.arange(len(g))) for g in groups]
+    n = sum(c.n for c in cls)
     rng = np.random.default_rng(seed)
-    boots = [stat([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(n_boot)]
+    boots = [stat([g[c.draw(rng)] for g, c in zip(groups, cls, strict=True)]) for _ in range(n_boot)]
     return percentile_interval(boots, est, n)
 
 
@@ -95,14 +97,23 @@ def c1(C: Claims, folder: Path):
         f"accuracy (cloze, Wilson 95%) is near chance (25%): {'; '.join(prem)}, so a 1-pt tolerance measures noise "
         "(C1a judges the direction on generated MC)",
         ours=f"analogue on generated MC: best other function {other.within_tol_pct.mean():.1f}% vs AWFT "
-        f"{aw.within_tol_pct.mean():.1f}% over {len(aw)} model(s); 95% item-bootstrap intervals as wide as "
-        f"[{other.ci_lo.min():.0f}, {other.ci_hi.max():.0f}]",
+        f"{aw.within_tol_pct.mean():.1f}% over {len(aw)} model(s); {_ci_range(mc)}",
     )
+
+
+def _ci_range(mc) -> str:
+    """How wide Table 2's intervals run over the non-random functions that have one (a function whose per-item
+    results a run did not save has none, and is named)."""
+    g = mc[mc.score != "random"]
+    has = g.dropna(subset=["ci_lo", "ci_hi"])
+    out = f"95% bootstrap intervals as wide as [{has.ci_lo.min():.0f}, {has.ci_hi.max():.0f}]" if len(has) else ""
+    missing = sorted(set(g.label[g.ci_lo.isna() | g.ci_hi.isna()]))
+    return out + (f" (none for {', '.join(missing)}: per-item results not saved)" if missing else "")
 
 
 def c1a(C: Claims, folder: Path, sw: dict, P: dict):
     """C1's direction on generated MC (our analogue; C1 itself needs the paper's models and MMLU): AHON-LN, the
-    paper's recommended head-output function, zeroes more heads within 1 pt than AWFT. Paired item bootstrap of
+    paper's recommended head-output function, zeroes more heads within 1 pt than AWFT. Paired bootstrap (over ``Sweep`` units) of
     the difference of censored within-tolerance %, per model; each curve's interval half-width is reported."""
     tol = float(P["tol"])
     t2 = K.read(folder, "table2")
@@ -112,9 +123,11 @@ def c1a(C: Claims, folder: Path, sw: dict, P: dict):
             continue
         n = len(s.items)
         iv = KI.bootstrap(
-            np.arange(n), lambda i, s=s: s.within("ahon_ln", i.astype(int), tol) - s.within("awft", i.astype(int), tol)
+            np.arange(n),
+            lambda i, s=s: s.within("ahon_ln", i.astype(int), tol) - s.within("awft", i.astype(int), tol),
+            clusters=s.units,
         )
-        parts[m] = K.greater("AHON-LN minus AWFT largest % zeroed within 1 pt (censored)", iv, "items", 0.0)
+        parts[m] = K.greater("AHON-LN minus AWFT largest % zeroed within 1 pt (censored)", iv, s.unit_name, 0.0)
         g = t2[(t2.model == m) & (t2.task == t)].set_index("score")
         hw = ", ".join(
             f"{SC_LABEL.get(k, k)} ±{(g.ci_hi[k] - g.ci_lo[k]) / 2:.1f}"
@@ -129,7 +142,8 @@ def c1a(C: Claims, folder: Path, sw: dict, P: dict):
     if not parts:
         C.untestable("C1a", stmt, C1_PUB, "AHON-LN and AWFT are not both swept on generated MC", kind="hypothesis")
         return
-    n_items = len(next(s for (m, t), s in sw.items() if t == "generated_mc").items)
+    s0 = next(s for (m, t), s in sw.items() if t == "generated_mc")
+    n_items, n_units = len(s0.items), s0.clusters.n
     C.add(
         "C1a",
         stmt,
@@ -138,7 +152,8 @@ def c1a(C: Claims, folder: Path, sw: dict, P: dict):
         K.compound(parts),
         kind="hypothesis",
         note=f"our analogue of C1's direction (the paper: best head-output function 12.18% vs AWFT 4.61% on MMLU); "
-        f"{n_items} generated items, 1 item = {100 / n_items:.2f} pt; curves that never leave the band are censored at "
+        f"{n_items} generated items from {n_units} distinct prompts (the bootstrap's unit), "
+        f"1 item = {100 / n_items:.2f} pt; curves that never leave the band are censored at "
         "their largest achieved %",
     )
 
@@ -170,10 +185,10 @@ def c2(C: Claims, folder: Path, sw: dict):
         d = 100.0 * (s.items.base.to_numpy(float) - at)
         parts[m] = K.greater(
             "MC accuracy drop at 10% random zeroing (pt)",
-            KI.bootstrap(d),
-            "items",
+            KI.bootstrap(d, clusters=s.units),
+            s.unit_name,
             C2_MIN_DROP,
-            "reproduced if the 95% paired item-bootstrap interval of (baseline - accuracy at 10% "
+            f"reproduced if the 95% paired bootstrap interval (over {s.unit_name}) of (baseline - accuracy at 10% "
             "random zeroing) lies above 5 pt; not if at or below",
         )
         ours.append(f"{m}: -{d.mean():.1f} pt")
@@ -227,7 +242,12 @@ def c6(C: Claims, sw: dict):
         if not cols:
             continue
         d = 100.0 * np.mean(cols, axis=0)
-        parts[m] = K.greater("AHON-LN minus AHON accuracy, mean over matched % (pt)", KI.bootstrap(d), "items", 0.0)
+        parts[m] = K.greater(
+            "AHON-LN minus AHON accuracy, mean over matched % (pt)",
+            KI.bootstrap(d, clusters=s.units),
+            s.unit_name,
+            0.0,
+        )
         ours.append(f"{m}: AHON-LN minus AHON mean {d.mean():.1f} pt over {len(cols)} matched %")
     stmt = "Unnormalised AHON does much worse than AHON-LN at matched % zeroed"
     if not parts:
@@ -239,7 +259,8 @@ def c6(C: Claims, sw: dict):
         C6_PUB,
         "; ".join(ours),
         K.compound(parts),
-        note="generated MC; matched % = 2.5..30 in steps of 2.5 that both curves reach; paired item bootstrap",
+        note="generated MC; matched % = 2.5..30 in steps of 2.5 that both curves reach; paired bootstrap over "
+        + " + ".join(dict.fromkeys(s.unit_name for (m, t), s in sw.items() if t == "generated_mc" and m in parts)),
     )
 
 
@@ -265,11 +286,15 @@ def c9(C: Claims, sw: dict, P: dict):
 
     none = [None] * len(use)
     est = {sc: sd(sc, none) for sc in ("ahon_ln", "awft")}
-    iv = multi_bootstrap([np.arange(len(s.items)) for s in use], lambda gs: sd("awft", gs) - sd("ahon_ln", gs))
+    iv = multi_bootstrap(
+        [np.arange(len(s.items)) for s in use],
+        lambda gs: sd("awft", gs) - sd("ahon_ln", gs),
+        clusters=[s.clusters for s in use],
+    )
     e = K.greater(
         "SD over sweeps of the within-tolerance %: AWFT minus AHON-LN",
         iv,
-        "items (resampled per sweep)",
+        " + ".join(dict.fromkeys(s.unit_name for s in use)) + " (resampled per sweep)",
         0.0,
         "reproduced if the 95% interval of SD(AWFT) - SD(AHON-LN) lies above 0; not if at or below",
     )
@@ -316,8 +341,8 @@ def s1(C: Claims, sw: dict):
         unit = "nats/token" if s.nll else "pt"
         parts[f"{m}/{t}"] = K.greater(
             f"AHON-LN minus Random, minimum over matched % ({unit}, better = +)",
-            KI.bootstrap(U, stat),
-            "items" if not s.nll else "paragraphs",
+            KI.bootstrap(U, stat, clusters=s.units),
+            s.unit_name,
             0.0,
         )
         ours.append(f"{m}/{t}: {len(cols)} pts, min margin {stat(U):.2f}")

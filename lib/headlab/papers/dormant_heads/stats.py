@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ...intervals import Clusters
 from .scores import SCORES
 from .tasks import Task, metric_from_items
 from .zeroing import flagged, threshold
@@ -91,16 +92,19 @@ def bootstrap_within(
     seed: int = 0,
     tol: float | None = None,
 ) -> tuple[float, float]:
-    """95% bootstrap interval (items resampled) of ``largest_within`` for one score's curve."""
+    """95% bootstrap interval of ``largest_within`` for one score's curve, over the task's units of replication
+    (``Task.units``: the prompts of generated items, each resampled with all its items; texts)."""
     g = curves[curves.score == score].sort_values("quantile")
     xs = g.achieved_pct.values
     items = [per_item[score, p] for p in g["quantile"]]
-    n = len(items[0])
+    clusters = Clusters(task.units())
+    if clusters.n_rows != len(items[0]):
+        raise ValueError(f"{task.name}: {clusters.n_rows} units for {len(items[0])} per-item results")
     rng = np.random.default_rng(seed)
     sign = 1.0 if task.higher_is_better else -1.0
     vals = []
     for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
+        idx = clusters.draw(rng)
         ys = np.array([sign * metric_from_items(task, it, idx) for it in items])
         base = ys[0]  # the 0% point is the baseline
         t = tol if tol is not None else (1.0 if task.higher_is_better else 0.01 * abs(base))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ...intervals import Clusters
 from .dynamics import flip_rate
 from .scores import SCORES
 from .stats import bootstrap_within, dormant_fraction_by, permutation_test, selection_overlap, wasserstein
@@ -47,7 +48,7 @@ def achieved_table(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def within_tol_intervals(curves: pd.DataFrame, extra: dict, tasks: dict, n_boot: int, seed: int = 0) -> pd.DataFrame:
-    """95 % item-bootstrap interval of each sweep's largest % zeroed within tolerance (``bootstrap_within``),
+    """95 % bootstrap interval (over prompts / texts) of each sweep's largest % zeroed within tolerance (``bootstrap_within``),
     one row per (model, task, score): ci_lo, ci_hi."""
     rows = []
     for (name, tname), ex in extra.items():
@@ -59,23 +60,29 @@ def within_tol_intervals(curves: pd.DataFrame, extra: dict, tasks: dict, n_boot:
 
 
 def point_intervals(curves: pd.DataFrame, extra: dict, n_boot: int, seed: int = 0) -> pd.DataFrame:
-    """``curves`` with ``metric_lo`` / ``metric_hi``: each swept point's 95 % percentile interval over items resampled
+    """``curves`` with ``metric_lo`` / ``metric_hi``: each swept point's 95 % percentile interval over the units of
+    replication (``extra[...]["units"]``: prompts of generated items, each with all its items; texts) resampled
     with replacement (one resample per (model, task) and replicate, shared by its points: the bands of Fig. 4 and
     the appendix grid). MC: accuracy in %; next-token loss: total loss / total tokens of the resampled texts."""
     out = []
     for (name, tname), g in curves.groupby(["model", "task"], sort=False):
-        pi = extra[name, tname]["per_item"]
-        first = pi[g.score.iloc[0], g["quantile"].iloc[0]]
-        n = len(first)
-        idx = np.random.default_rng([seed, len(out)]).integers(0, n, (n_boot, n))  # [replicate, item]
+        ex = extra[name, tname]
+        pi = ex["per_item"]
+        n = len(pi[g.score.iloc[0], g["quantile"].iloc[0]])
+        cl = Clusters(ex.get("units", np.arange(n)))
+        if cl.n_rows != n:
+            raise ValueError(f"{name}/{tname}: {cl.n_rows} units for {n} per-item results")
+        rng = np.random.default_rng([seed, len(out)])
+        idx = [cl.draw(rng) for _ in range(n_boot)]  # replicate -> item indices
         lo, hi = [], []
         for r in g.itertuples():
             v = pi[r.score, r.quantile]
             if isinstance(v, np.ndarray):  # MC: 1/0 (or random's mean over draws) per item
-                b = 100.0 * np.asarray(v, float)[idx].mean(1)
+                x = np.asarray(v, float)
+                b = np.array([100.0 * x[i].mean() for i in idx])
             else:  # next-token loss: per-text token losses
                 sums, lens = np.array([np.sum(a) for a in v]), np.array([len(a) for a in v], float)
-                b = sums[idx].sum(1) / lens[idx].sum(1)
+                b = np.array([sums[i].sum() / lens[i].sum() for i in idx])
             q = np.percentile(b, [2.5, 97.5])
             lo.append(float(q[0]))
             hi.append(float(q[1]))

@@ -49,6 +49,16 @@ class Task:
     def higher_is_better(self) -> bool:
         return self.kind == "mc"
 
+    def units(self) -> np.ndarray:
+        """The unit of replication of each item, as an integer label (first-appearance order): for multiple choice,
+        the (subject, prompt) it was made from, since generated items repeat prompts with other distractors and
+        answer orders ("days" has 7 prompts) and such items do not vary independently; each text is its own
+        unit. Bootstraps resample these units (``intervals.Clusters``)."""
+        if self.kind != "mc":
+            return np.arange(len(self.items))
+        keys: dict = {}
+        return np.array([keys.setdefault((it.subject, it.prompt), len(keys)) for it in self.items], dtype=int)
+
     def n_inputs(self) -> int:
         """Forwards' rows per evaluation: one per (item, choice) for headlab's mc, one per text for nll. With
         ``evaluator="lmeval"`` one per item (lm-eval runs the shared context of one-token letter answers once);

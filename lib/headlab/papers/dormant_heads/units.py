@@ -17,10 +17,12 @@ from .zeroing import threshold
 CLAIM_SCORES = ("random", "ahon", "ahon_ln", "awft")  # the functions whose per-item results the claims use
 
 
-def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.DataFrame:
-    """One row per (model, task, item) from ``sweep``'s per-item results (``extra[(model, task)]``).
+def per_item_frame(extra: dict, scores: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (model, task, item) from ``sweep``'s per-item results (``extra[(model, task)]``), for the
+    functions ``scores`` (all swept ones when None, so every interval can be redrawn from the CSV).
 
-    ``n_tok`` is 1 for multiple choice and the text's scored tokens for next-token loss; ``base`` is the
+    ``unit`` is the item's unit of replication (``Task.units``: its prompt's label for generated multiple choice,
+    the item itself otherwise); ``n_tok`` is 1 for multiple choice and the text's scored tokens for next-token loss; ``base`` is the
     unablated pass; ``<score>@<p>`` is the item's result at nominal quantile p: 1/0 correct (MC; random's mean over
     its draws when there are several) or the
     summed loss in nats over the text (so a sweep point's metric is ``100 * sum / n`` or ``sum / sum(n_tok)``).
@@ -28,7 +30,7 @@ def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.Data
     frames = []
     for (model, task), ex in extra.items():
         pi = ex["per_item"]
-        keys = [(s, p) for (s, p) in pi if s in scores]
+        keys = [(s, p) for (s, p) in pi if scores is None or s in scores]
         if not keys:
             continue
         nll = "nll" in task
@@ -41,7 +43,8 @@ def per_item_frame(extra: dict, scores: Sequence[str] = CLAIM_SCORES) -> pd.Data
             return list(v), [1] * len(v)
 
         base, n_tok = vals(pi[keys[0][0], min(p for s, p in keys)])
-        d = {"model": model, "task": task, "item": np.arange(len(base)), "n_tok": n_tok, "base": base}
+        units = np.asarray(ex.get("units", np.arange(len(base))), int)
+        d = {"model": model, "task": task, "item": np.arange(len(base)), "unit": units, "n_tok": n_tok, "base": base}
         for s, p in keys:
             if p > 0:
                 d[f"{s}@{p:g}"] = vals(pi[s, p])[0]

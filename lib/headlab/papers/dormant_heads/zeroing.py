@@ -172,11 +172,12 @@ def sweep(
 
     ``random`` runs ``random_seeds`` times with independent head draws (seed 0 is the single run's draw) and
     its point is their mean: the metric, the achieved %, each item's result (an MC item's fraction correct
-    over the draws, a text's mean per-token loss) and the per-head frequency. Its bootstrap over items then
+    over the draws, a text's mean per-token loss) and the per-head frequency. Its bootstrap (over prompts) then
     estimates the expected curve under random zeroing, not one draw's.
 
     Returns the curve table (one row per point) and ``per_item[(score, p)]`` for bootstraps, plus
-    ``freq[(score, p)]`` (per-head zeroing frequency across inputs) under key "freq".
+    ``freq[(score, p)]`` (per-head zeroing frequency across inputs) under key "freq" and each item's unit of
+    replication (``Task.units``) under key "units".
     """
     if random_seeds < 1:
         raise ValueError(f"random_seeds must be >= 1, got {random_seeds}")
@@ -211,7 +212,7 @@ def sweep(
             )
             per_item[n, p] = r["per_item"]
             freq[n, p] = f
-    return pd.DataFrame(rows), {"per_item": per_item, "freq": freq}
+    return pd.DataFrame(rows), {"per_item": per_item, "freq": freq, "units": task.units()}
 
 
 # --------------------------------------------------------------------------------------------
