@@ -2,6 +2,7 @@
 model and dataset, the tidy tables, the from-scratch runs) on hand-made calibrations and a tiny random
 headlab model."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -49,8 +50,12 @@ def test_tasks_inputs_summary_and_run_params():
     s = D.inputs_summary(mc, mc[:1], texts, 8).split("\n")
     assert s[0] == "generated MC: 2 items, e.g. '1, 2, 3,' -> (' 4', ' 5', ' 6', ' 7')"
     assert s[1] == "MMLU: 1 items from 1 subjects; text: 2 paragraphs of 2 types, <= 8 tokens"
-    P = SimpleNamespace(**{k: i for i, k in enumerate(D.CLAIM_PARAMS)}, other=9)
-    assert D.run_params(P).to_dict("records") == [{k: i for i, k in enumerate(D.CLAIM_PARAMS)}]
+    P = SimpleNamespace(**{k: i for i, k in enumerate(D.CLAIM_PARAMS)}, other=9, mc_per_kind=5, mc_kinds=None)
+    # the claims' parameters and the generated set's (mc_kinds None: the six default kinds, saved as JSON)
+    want = {k: i for i, k in enumerate(D.CLAIM_PARAMS)} | {"mc_per_kind": 5, "mc_kinds": json.dumps(list(D.MC_KINDS))}
+    assert D.run_params(P).to_dict("records") == [want]
+    P.mc_kinds = ["arith"]
+    assert D.run_params(P).mc_kinds.iloc[0] == '["arith"]' and "other" not in D.run_params(P)
 
 
 def test_calibrate_all_and_run_sweeps_equal_one_call_per_model_and_dataset():
