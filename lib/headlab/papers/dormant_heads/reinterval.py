@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ... import claims as K
 from ...figures import write_png
 from .figures import fig4 as draw_fig4
 from .figures import table2 as draw_table2
@@ -39,10 +40,8 @@ TASK = "generated_mc"
 
 
 def _read(folder: Path, name: str) -> tuple[pd.DataFrame, Path]:
-    for p in (folder / f"{name}.csv", folder / f"{name}.csv.gz"):
-        if p.exists():
-            return pd.read_csv(p), p
-    raise FileNotFoundError(f"no {name}.csv(.gz) in {folder}")
+    """A run's tidy table (plain or gzipped) and the path to write it back to."""
+    return K.read(folder, name), K.saved(folder, name)
 
 
 def add_units(items: pd.DataFrame, task: Task) -> pd.DataFrame:
