@@ -34,6 +34,11 @@ premise fails, C9s, C12s, C13s and C14s are not judged and say so with the numbe
 of its arms finished). Before the third run (2026-12-03) the
 premise became per KV budget: a budget whose fusion arm did not finish on every seed is left out of the compound rows
 (and named in their notes); only when no budget qualifies are the rows not judged.
+
+Seeds 3-6 at 1/3 (2026-12-04, fixed before their runs started): the third run's 1/3 part was inconclusive on 3 seeds
+(fusion ahead on every seed, GQA's spread 0.47 nats), so GQA and uniform + fusion were run on four more seeds
+(``cpu_smollm_third_b``, ``cpu_smollm_third_c``) and merged into the committed run; the rules above are unchanged and
+judge all seven seeds at 1/3 (three at 2/3), whatever the new seeds show.
 """
 
 from __future__ import annotations
