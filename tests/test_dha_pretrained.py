@@ -235,3 +235,51 @@ def test_smollm_premise_is_per_kv_budget_and_adaptive_allocation_is_judged(tmp_p
     # DHA-lite is 0.1 below uniform + fusion on both seeds (spread 0.01): adaptive beats uniform
     assert t.loc["C10s", "verdict"] == "reproduced" and "DHA-lite minus uniform" in t.loc["C10s", "statistic"]
     assert float(t.loc["C10s", "estimate"]) == pytest.approx(-0.095)
+
+
+def test_lr_grid_picks_each_arms_rate_on_validation_and_reports_test(tmp_path):
+    """``lr_grid`` reads each run's rate from its params, keeps the (seed, budget, arm)s that two rates ran, marks the
+    rate with the lowest validation loss per arm; ``lr_grid_summary`` gives fusion - GQA at the common and the best
+    rates; the figure draws from the saved table."""
+    from headlab.papers.dha_fusion.figures import smollm_lr_grid
+
+    # val loss at 2048 tokens by (arm, lr): GQA is best at 3e-4, fusion at 1e-4; test = val + 0.1
+    val = {("GQA", 1e-4): 5.0, ("GQA", 3e-4): 4.8, ("uniform + fusion", 1e-4): 4.5, ("uniform + fusion", 3e-4): 4.7}
+    folders = []
+    for lr in (1e-4, 3e-4):
+        f = tmp_path / f"lr{lr:g}"
+        f.mkdir()
+        (f / "smollm_params.json").write_text(json.dumps({"lr": lr}))
+        rows = []
+        for arm in ("GQA", "uniform + fusion"):
+            for t in (0, 4096):
+                v = val[arm, lr] + (4096 - t) / 4096 * 0.2 - 0.1  # 2048 sits halfway: exactly val[arm, lr]
+                rows.append(
+                    {
+                        "seed": 0,
+                        "budget": 1 / 3,
+                        "arm": arm,
+                        "tokens": t,
+                        "phase": "CT",
+                        "loss": v,
+                        "test_loss": v + 0.1,
+                    }
+                )
+        if lr == 1e-4:  # an arm only one rate ran is left out
+            rows.append(
+                {"seed": 0, "budget": 1 / 3, "arm": "DHA", "tokens": 0, "phase": "CT", "loss": 1, "test_loss": 1}
+            )
+            rows.append(
+                {"seed": 0, "budget": 1 / 3, "arm": "DHA", "tokens": 4096, "phase": "CT", "loss": 1, "test_loss": 1}
+            )
+        pd.DataFrame(rows).to_csv(f / "smollm_curves.csv", index=False)
+        folders.append(f)
+    g = PR.lr_grid(folders, 2048)
+    assert set(g.arm) == {"GQA", "uniform + fusion"} and len(g) == 4
+    assert np.allclose(g.set_index(["arm", "lr"]).val_loss[list(val)], list(val.values()))
+    assert dict(g[g.best].set_index("arm").lr) == {"GQA": 3e-4, "uniform + fusion": 1e-4}
+    s = PR.lr_grid_summary(g).iloc[0]
+    assert s.arm == "uniform + fusion" and s.best_lr == 1e-4 and s.best_lr_ref == 3e-4
+    assert np.isclose(s.diff_common_lr, 4.5 - 5.0) and np.isclose(s.diff_best_lr, 4.5 - 4.8)
+    g.to_csv(tmp_path / "smollm_lr_grid.csv", index=False)
+    assert smollm_lr_grid(pd.read_csv(tmp_path / "smollm_lr_grid.csv")).axes

@@ -331,6 +331,32 @@ def smollm_curves(curves: pd.DataFrame):
     return fig
 
 
+def smollm_lr_grid(g: pd.DataFrame):
+    """The per-arm learning-rate grid on the SmolLM2 source (``pretrained.lr_grid``): validation and test loss at the
+    grid's token budget against the rate, one panel per KV budget, a line per (arm, seed); open circles mark each
+    arm's rate chosen on validation. ``g``: ``smollm_lr_grid.csv``."""
+    budgets = sorted(g.budget.unique())
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.6 * len(budgets), 3.8), squeeze=False, layout="constrained")
+    for ax, b in zip(axes[0], budgets, strict=True):
+        for (arm, seed), h in g[g.budget == b].groupby(["arm", "seed"], sort=False):
+            h = h.sort_values("lr")
+            col = ARM_COLOURS.get(arm, None)
+            ax.plot(h.lr, h.val_loss, "-o", ms=4, color=col, label=f"{arm}, seed {seed}: val")
+            ax.plot(h.lr, h.test_loss, "--", color=col, alpha=0.6, label=f"{arm}, seed {seed}: test")
+            best = h[h.best.astype(bool)]
+            ax.plot(best.lr, best.val_loss, "o", ms=11, mfc="none", mec=col)
+        ax.set_xscale("log")
+        n = int(g.tokens.iloc[0]) if "tokens" in g and len(g) else 0
+        ax.set(
+            title=f"KV heads kept: {b:.0%}",
+            xlabel="learning rate (fusion and continued training)",
+            ylabel=f"loss at {n / 1e3:.0f}k tokens (nats/token)",
+        )
+        ax.legend(fontsize=7)
+    fig.suptitle("Per-arm learning rate on the SmolLM2 source (circles: each arm's rate chosen on validation)")
+    return fig
+
+
 def design_ablation(d: pd.DataFrame):
     """Which design choice moves DHA vs GQA (``design.design_ablation``): left, DHA minus GQA final test loss per
     variant (a dot per seed, the bar their mean; below 0: DHA better); right, each arm's final test loss per variant
@@ -394,7 +420,8 @@ FROM_CSV = {
         tableA7,
         design_ablation,
         smollm_curves,
+        smollm_lr_grid,
     )
 }
 # drawn by their own command (python -m headlab.papers.dha_fusion.pretrained), not by the smoke notebook
-NOT_IN_NOTEBOOK = ("smollm_curves",)
+NOT_IN_NOTEBOOK = ("smollm_curves", "smollm_lr_grid")

@@ -25,6 +25,22 @@ the first run (``cpu_smollm_unfused``: same seeds, streams and windows, to 32k t
     python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm --merge cpu_smollm_third cpu_smollm_twothirds \
         cpu_smollm_litea cpu_smollm_liteb cpu_smollm_unfused
 
+Four more seeds at 1/3 (2026-12-04; merged into ``cpu_smollm``, judged by the unchanged rules):
+
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm_third_b --threads 1 --budgets 0.3333333333333333 \
+        --arms GQA "uniform + fusion" --seeds 3 4 --no-decode   # and cpu_smollm_third_c with --seeds 5 6
+
+The per-arm learning-rate grid (issue 24, fixed 2026-12-04 before it ran; a sensitivity check, not a verdict): seed 0,
+both KV budgets, GQA and uniform + fusion at 3e-5 and 3e-4 beside the committed 1e-4, read at N0 = 24k tokens; each
+arm's rate is the one with the lowest validation loss there (``lr_grid``), and what is reported is whether fusion -
+GQA test loss keeps its sign when each arm trains at its own rate (``lr_grid_summary``):
+
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm_lr3e-05 --threads 1 --lr 3e-5 --tokens 24576 \
+        --budgets 0.3333333333333333 0.6666666666666666 --arms GQA "uniform + fusion" --seeds 0 --no-decode
+    (the same with --lr 3e-4 --out cpu_smollm_lr0.0003)
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm --tokens 24576 \
+        --lr-grid cpu_smollm cpu_smollm_lr3e-05 cpu_smollm_lr0.0003
+
 Earlier runs: ``cpu_smollm_unfused`` (8 fusion steps at omega's Adam step 1e-2: L_fuse 0.58, not merged) and
 ``cpu_smollm_16k`` (16 fusion steps, dual ascent at 10, 2 seeds to 32k: the collapse cost +0.28 on seed 1).
 """
@@ -324,6 +340,49 @@ def merge(folders: list[Path], token_budgets) -> tuple[dict[str, pd.DataFrame], 
     return res, meta
 
 
+def lr_grid(folders: list[Path], tokens: int) -> pd.DataFrame:
+    """The per-arm learning-rate grid (issue 24): every (seed, budget, arm) of the runs in ``folders`` (one learning
+    rate each, read from its ``smollm_params.json``) with its val and test loss at ``tokens`` (``at_budget``), kept
+    where at least two rates ran it. One row per (seed, budget, arm, lr); ``best`` marks each arm's rate with the
+    lowest validation loss (the tuning criterion; test is reported beside it)."""
+    rows = []
+    for f in folders:
+        lr = float(json.loads((f / "smollm_params.json").read_text())["lr"])
+        at = at_budget(pd.read_csv(f / "smollm_curves.csv"), [tokens])
+        rows.append(at.assign(lr=lr, run=f.name))
+    g = pd.concat(rows, ignore_index=True).dropna(subset=["val_loss"])
+    g = g.assign(budget=g.budget.round(6))
+    keys = ["seed", "budget", "arm"]
+    g = g[g.groupby(keys).lr.transform("nunique") >= 2]
+    g = g.drop_duplicates([*keys, "lr"]).sort_values([*keys, "lr"]).reset_index(drop=True)
+    return g.assign(best=g.val_loss == g.groupby(keys).val_loss.transform("min"))
+
+
+def lr_grid_summary(grid: pd.DataFrame, common: float = 1e-4, ref: str = "GQA") -> pd.DataFrame:
+    """Per (seed, KV budget, arm other than ``ref``): that arm minus ``ref`` test loss with both at the ``common``
+    rate and with each at its own best rate on validation (``lr_grid``), and the two best rates."""
+    out = []
+    for (seed, b), g in grid.groupby(["seed", "budget"]):
+        arms = g.set_index(["arm", "lr"])
+        if ref not in set(g.arm):
+            continue
+        best = g[g.best].set_index("arm")
+        for a in sorted(set(g.arm) - {ref}):
+            at = [arms.test_loss.get((x, common), np.nan) for x in (a, ref)]
+            out.append(
+                {
+                    "seed": seed,
+                    "budget": b,
+                    "arm": a,
+                    "diff_common_lr": at[0] - at[1],
+                    "diff_best_lr": best.test_loss[a] - best.test_loss[ref],
+                    "best_lr": best.lr[a],
+                    "best_lr_ref": best.lr[ref],
+                }
+            )
+    return pd.DataFrame(out)
+
+
 def save(res: dict[str, pd.DataFrame], spec: SmolSpec, out: Path, machine: str = "") -> None:
     """The run's tidy tables (``smollm_<name>.csv``) and its spec (``smollm_params.json``) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -363,6 +422,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-decode", action="store_true", help="skip the decode table")
     ap.add_argument("--replot", action="store_true", help="redraw the figures from the saved CSVs")
     ap.add_argument("--decode-only", action="store_true", help="only the decode table (smollm_decode.csv)")
+    ap.add_argument(
+        "--lr-grid",
+        nargs="+",
+        default=None,
+        help="figures/dha_fusion/<folder>s of runs that differ only in --lr: writes smollm_lr_grid.csv (at the first "
+        "--tokens) into --out beside its other tables (no training)",
+    )
     a = ap.parse_args(argv)
     out = FIGURES_DIR / "dha_fusion" / a.out
     if a.threads:
@@ -373,6 +439,16 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         d.to_csv(out / "smollm_decode.csv", index=False, float_format="%.5g")
         print(d.to_string(index=False))
+        return 0
+    if a.lr_grid:
+        from ...figures import write_png
+        from .figures import smollm_lr_grid
+
+        g = lr_grid([FIGURES_DIR / "dha_fusion" / f for f in a.lr_grid], a.tokens[0])
+        out.mkdir(parents=True, exist_ok=True)
+        g.to_csv(out / "smollm_lr_grid.csv", index=False, float_format="%.6g")
+        write_png(smollm_lr_grid(pd.read_csv(out / "smollm_lr_grid.csv")), out / "smollm_lr_grid.png")
+        print(lr_grid_summary(g).round(4).to_string(index=False))
         return 0
     if a.merge:
         res, meta = merge([FIGURES_DIR / "dha_fusion" / f for f in a.merge], a.tokens)
