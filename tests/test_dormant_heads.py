@@ -482,3 +482,32 @@ def test_clusters_resample_whole_prompts_and_reduce_to_the_row_bootstrap():
     assert (n_c, n_r) == (3, 6) and hi_c - lo_c > hi_r - lo_r
     with pytest.raises(ValueError, match="labels for"):
         KI.bootstrap(x, clusters=labels)
+
+
+def test_calibration_labels_each_recorded_forward_with_its_prompt():
+    """An mc calibration records one row per (item, choice) in the length order it runs; ``Task.input_units``
+    labels each row with its item's prompt (items of one prompt share it), checked against the rows' own scores:
+    a row's recorded score equals the score of a lone forward of the (prompt, choice) it was labelled with."""
+    tok = ByteTokenizer()
+    torch.manual_seed(0)
+    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    items = [
+        MCItem("abc", (" d", " xy", " qqq"), 0),
+        MCItem("hello wor", ("ld", "m"), 1),
+        MCItem("abc", (" xy", " d", " q"), 1),  # the first item's prompt with other choices
+    ]
+    task = D.Task("toy_mc", "mc", items, bos=True, batch_size=3)
+    cal = D.calibrate(m, tok, task, ["ahon", "ahon_ln"])
+    u = task.input_units(tok)
+    assert len(u) == task.n_inputs() == cal.scores["ahon_ln"].shape[0] and list(cal.units) == list(u)
+    assert list(task.units()) == [0, 1, 0] and sorted(u) == [0] * 6 + [1] * 2
+    _, owner, order = D.tasks.mc_forwards(tok, items, True)
+    choice = [c for it in items for c in it.choices]  # the pairs' choices, in the pairs' order
+    for row, i in enumerate(order):  # every row's scores are those of its own (prompt, choice) run alone
+        lone = D.Task("one", "mc", [MCItem(items[owner[i]].prompt, (choice[i],), 0)], bos=True)
+        got = D.calibrate(m, tok, lone, ["ahon_ln"]).scores["ahon_ln"][0]
+        np.testing.assert_allclose(cal.scores["ahon_ln"][row], got, rtol=1e-4, atol=1e-5)
+        assert u[row] == task.units()[owner[i]]
+    assert D.Task("t", "nll", ["a", "b"]).input_units(tok).tolist() == [0, 1]
+    assert D.Task("t", "mc", items, evaluator="lmeval").input_units(tok) is None
+    assert D.calibration_table({("tiny", "toy_mc"): cal}).iloc[0][["inputs", "units"]].tolist() == [8, 2]

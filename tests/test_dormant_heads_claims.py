@@ -298,6 +298,16 @@ def test_threshold_bootstrap_and_dynamics_frames():
         {("m", "generated_mc"): Cal()}, [("generated_mc", "awft", 0.05), ("mmlu", "awft", 0.05)], n_boot=5
     )
     assert len(tb) == 5 and set(tb.dataset) == {"generated_mc"} and tb.threshold.between(0, 1).all()
+    # with units: rows of one unit come and go together; with singleton units, the draws of units=None
+    cal = Cal()
+    cal.units = np.arange(10)
+    same = D.threshold_bootstrap({("m", "generated_mc"): cal}, [("generated_mc", "awft", 0.05)], n_boot=5)
+    np.testing.assert_array_equal(same.threshold, tb.threshold)
+    one = Cal()
+    one.scores = {"awft": np.repeat(np.arange(5.0), 2)[:, None, None] * np.ones((10, 2, 3))}
+    one.units = np.repeat(np.arange(5), 2)  # unit k: two forwards, every score k
+    tb1 = D.threshold_bootstrap({("m", "generated_mc"): one}, [("generated_mc", "awft", 0.5)], n_boot=50)
+    assert set(tb1.threshold) <= set(np.arange(5.0)) | set(np.arange(0.5, 4.5))  # quantiles of whole units
     st = {"ahon_ln": [np.zeros((2, 1, 2), bool), np.array([[[1, 0]], [[0, 0]]], bool)]}
     d = D.dynamics_per_input(st, [0, 50], ["a", "b"])
     assert d.step_50.tolist() == [0.5, 0.0] and d.flip_rate.tolist() == [0.5, 0.0]

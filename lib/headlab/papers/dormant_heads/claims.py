@@ -11,9 +11,11 @@ carries a 95 % interval over its unit of replication:
   column existed resamples items, and says so. Each sweep point's per-item result is resampled; a curve's value
   at an achieved % is the linear interpolation between its swept points, which is linear in the items, so it
   is resampled exactly;
-* calibration inputs (C4, C5): thresholds recomputed on resampled inputs (``threshold_boot.csv``); for generated
-  MC an input is an (item, choice) forward, so these intervals still ignore that items share prompts (too narrow;
-  a rerun with the forwards' prompts saved would fix it);
+* calibration units (C4, C5): thresholds recomputed on resampled calibration passes (``threshold_boot.csv``); a
+  multiple-choice pass runs every (item, choice) as its own forward, and the unit resampled is the prompt with all
+  its items' forwards (``Task.input_units``; ``calibration.csv``'s ``units`` counts them), a text its own unit. Runs
+  saved before that (no ``units`` column; the committed ``cpu_powered*`` runs) resampled forwards one by one, which
+  is too narrow, and their rows say so;
 * evaluation inputs of the from-scratch model (C10, S3): ``v1_dynamics_inputs.csv``;
 * paragraphs (C11): the permutation test over paragraphs of ``v1_text_type.csv``, inverted into an interval.
 

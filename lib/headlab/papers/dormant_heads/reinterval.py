@@ -15,7 +15,8 @@ MMLU (distinct questions) already resample their units and are left as they are.
     python -m headlab.papers.dormant_heads.reinterval figures/dormant_heads/cpu_powered --mc-per-kind 50
 
 The per-item results are regenerated from nothing here: the thresholds' own intervals (C4, C5: calibration forwards
-resampled, ``threshold_boot.csv``) still treat each (item, choice) forward as a unit; only a rerun can change that.
+resampled, ``threshold_boot.csv``) still treat each (item, choice) forward as a unit: they need each forward's
+scores, which a run does not save, so only a rerun (which now resamples prompts there too) can change that.
 """
 
 from __future__ import annotations

@@ -23,6 +23,15 @@ def _threshold_reps(folder: Path) -> pd.DataFrame:
     return K.read(folder, "threshold_boot")
 
 
+def _cal_units(cal: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The calibration passes' units of replication and their name: prompts (multiple choice) and texts where the
+    run saved them (``calibration.csv``'s ``units``: ``threshold_boot`` then resampled them), else the forwards a
+    run saved before that resampled one by one (an (item, choice) pair is not independent of its item's others)."""
+    if "units" in cal:
+        return cal["units"], "calibration prompts / texts"
+    return cal["inputs"], "calibration forwards (saved before prompts were the unit)"
+
+
 def c4(C: Claims, folder: Path, P: dict):
     th, tb, cal = K.read(folder, "thresholds"), _threshold_reps(folder), K.read(folder, "calibration")
     p = float(P["threshold_p"])
@@ -35,18 +44,19 @@ def c4(C: Claims, folder: Path, P: dict):
         sp = {s: rel_spread(t[t.score == s].threshold) for s in ("ahon_ln", "awft")}
         b = tb[tb.model == m].pivot_table(index="rep", columns=["score", "dataset"], values="threshold")
         bs = {s: b[s].apply(rel_spread, axis=1).to_numpy() for s in ("ahon_ln", "awft")}
-        n = int(cal[cal.model == m].inputs.sum())
+        units, uname = _cal_units(cal[cal.model == m])
+        n = int(units.sum())
         parts[f"{m} direction"] = K.greater(
             "AWFT minus AHON-LN relative spread of the 15% thresholds across datasets",
             percentile_interval(bs["awft"] - bs["ahon_ln"], sp["awft"] - sp["ahon_ln"], n),
-            "calibration inputs",
+            uname,
             0.0,
-            "direction: reproduced if the 95% interval (calibration inputs resampled per dataset) lies above 0",
+            "direction: reproduced if the 95% interval (calibration units resampled per dataset) lies above 0",
         )
         parts[f"{m} magnitude"] = K.greater(
             "AWFT relative spread of the 15% thresholds across datasets",
             percentile_interval(bs["awft"], sp["awft"], n),
-            "calibration inputs",
+            uname,
             C4_PAPER_AWFT_SPREAD / 2,
             f"magnitude (our threshold): reproduced if the 95% interval of AWFT's spread lies above half the paper's "
             f"{C4_PAPER_AWFT_SPREAD:g}",
@@ -68,8 +78,7 @@ def c4(C: Claims, folder: Path, P: dict):
         K.compound(
             parts,
             "every part: direction (AWFT spread above AHON-LN's) and magnitude "
-            "(AWFT spread above half the paper's 1.25), 95% interval over "
-            "calibration inputs",
+            "(AWFT spread above half the paper's 1.25), 95% interval over " + uname,
         ),
         note="relative spread = (max-min)/mean over generated MC, MMLU (calibration only) and text; our inputs are "
         "short, and AWFT's chance level is about 1/length, so input length partly drives its spread",
@@ -95,13 +104,14 @@ def c5(C: Claims, folder: Path, P: dict):
     sp = {s: rel_spread(th[th.score == s].threshold) for s in ("ahon_ln", "awft")}
     b = tb.pivot_table(index="rep", columns=["score", "model"], values="threshold")
     bs = {s: b[s].apply(rel_spread, axis=1).to_numpy() for s in ("ahon_ln", "awft")}
-    n = int(K.read(folder, "calibration").query("dataset == 'generated_mc'").inputs.sum())
+    units, uname = _cal_units(K.read(folder, "calibration").query("dataset == 'generated_mc'"))
+    n = int(units.sum())
     e = K.greater(
         "AWFT minus AHON-LN relative spread of the 5% thresholds across models",
         percentile_interval(bs["awft"] - bs["ahon_ln"], sp["awft"] - sp["ahon_ln"], n),
-        "calibration inputs",
+        uname,
         0.0,
-        "reproduced if the 95% interval (calibration inputs resampled per model) lies above 0",
+        "reproduced if the 95% interval (calibration units resampled per model) lies above 0",
     )
     C.add(
         "C5",

@@ -21,14 +21,16 @@ from .zeroing import threshold
 
 
 def calibration_table(cal: dict) -> pd.DataFrame:
-    """One row per calibration pass: model, dataset, inputs (forwards), baseline (accuracy % or nats/token,
-    rounded), metric, seconds."""
+    """One row per calibration pass: model, dataset, inputs (forwards), units (the units of replication those
+    forwards come from: ``Calibration.units``, prompts for multiple choice; = inputs where the pass has none),
+    baseline (accuracy % or nats/token, rounded), metric, seconds."""
     return pd.DataFrame(
         [
             {
                 "model": n,
                 "dataset": t,
                 "inputs": c.scores["ahon"].shape[0],
+                "units": c.scores["ahon"].shape[0] if c.units is None else len(np.unique(c.units)),
                 "baseline": round(c.baseline, 3),
                 "metric": "acc %" if "nll" not in t else "nats/token",
                 "seconds": round(c.seconds, 1),

@@ -59,6 +59,18 @@ class Task:
         keys: dict = {}
         return np.array([keys.setdefault((it.subject, it.prompt), len(keys)) for it in self.items], dtype=int)
 
+    def input_units(self, tok) -> np.ndarray | None:
+        """The unit (``units``) of each row of an unablated pass's recorded scores, in the order ``evaluate`` runs
+        its forwards: headlab's multiple choice runs every (item, choice) as its own row in ``mc_forwards``' length
+        order, so the rows of one prompt's items share a label; texts run in order. None for
+        ``evaluator="lmeval"``, whose forward order is lm-eval's (each row is then its own unit)."""
+        if self.kind == "mc" and self.evaluator == "lmeval":
+            return None
+        if self.kind != "mc":
+            return self.units()
+        _, owner, order = mc_forwards(tok, self.items, self.bos)
+        return self.units()[owner[order]]
+
     def n_inputs(self) -> int:
         """Forwards' rows per evaluation: one per (item, choice) for headlab's mc, one per text for nll. With
         ``evaluator="lmeval"`` one per item (lm-eval runs the shared context of one-token letter answers once);
@@ -99,6 +111,19 @@ class Task:
         raise ValueError(f"task kind must be 'mc' or 'nll', not {self.kind!r}")
 
 
+def mc_forwards(tok, items: Sequence[MCItem], bos: bool) -> tuple[list, np.ndarray, np.ndarray]:
+    """The forwards of multiple choice: ``pairs`` (prompt ids, choice ids) for every (item, choice), ``owner`` (the
+    item of each pair) and ``order`` (the pairs in the order they run: longest first, stable), the one place that
+    order is decided (``mc_logprobs`` runs it; ``Task.input_units`` labels its rows)."""
+    pairs, owner = [], []
+    for i, it in enumerate(items):
+        for c in it.choices:
+            pairs.append((encode(tok, it.prompt, bos), encode(tok, c, False)))
+            owner.append(i)
+    order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
+    return pairs, np.asarray(owner, int), order
+
+
 @torch.no_grad()
 def mc_logprobs(model, tok, items: Sequence[MCItem], bos: bool, batch_size: int = 32) -> np.ndarray:
     """Summed log p(choice | prompt) for every (item, choice), each pair its own forward, exactly
@@ -107,12 +132,8 @@ def mc_logprobs(model, tok, items: Sequence[MCItem], bos: bool, batch_size: int 
     over all scored positions instead of one per row: with Gemma's 262k-row lm_head the per-row
     matrix-vector products cost more than the forward itself."""
     dev = model.device
-    pairs = []
-    for it in items:
-        for c in it.choices:
-            pairs.append((encode(tok, it.prompt, bos), encode(tok, c, False)))
+    pairs, _, order = mc_forwards(tok, items, bos)
     out = np.zeros(len(pairs))
-    order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         ids, valid = ev.pad([pairs[i][0] + pairs[i][1] for i in idx])  # the core's right-padding

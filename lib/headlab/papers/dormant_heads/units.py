@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ...intervals import Clusters
 from .scores import SCORES
 from .zeroing import threshold
 
@@ -55,18 +56,22 @@ def per_item_frame(extra: dict, scores: Sequence[str] | None = None) -> pd.DataF
 def threshold_bootstrap(
     cal: dict, combos: Sequence[tuple[str, str, float]], n_boot: int = 200, seed: int = 0
 ) -> pd.DataFrame:
-    """Quantile thresholds recomputed on calibration inputs resampled with replacement (the forwards of
-    the unablated pass are the unit): ``combos`` = (dataset, score, p); one resample per (model, dataset)
-    and replicate, shared by every score and p of that pass. Rows: model, dataset, score, p, rep, threshold."""
+    """Quantile thresholds recomputed on calibration inputs resampled with replacement: the unit is the pass's
+    ``Calibration.units`` (a multiple-choice prompt with all its items' (item, choice) forwards, a text), each
+    forward its own unit where the pass has none (the draws are then those of a plain row bootstrap).
+    ``combos`` = (dataset, score, p); one resample per (model, dataset) and replicate, shared by every score and p
+    of that pass. Rows: model, dataset, score, p, rep, threshold."""
     rows = []
     for k, ((model, dataset), c) in enumerate(cal.items()):
         mine = [(s, p) for d, s, p in combos if d == dataset]
         if not mine:
             continue
         n = c.scores[mine[0][0]].shape[0]
+        units = getattr(c, "units", None)
+        cl = Clusters(np.arange(n) if units is None else units)
         rng = np.random.default_rng([seed, k])  # an independent stream per calibration pass
         for r in range(n_boot):
-            idx = rng.integers(0, n, n)
+            idx = cl.draw(rng)
             for s, p in mine:
                 rows.append(
                     {

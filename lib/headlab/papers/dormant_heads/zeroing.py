@@ -51,6 +51,7 @@ class Calibration:
     baseline: float
     per_item: object
     seconds: float = 0.0
+    units: np.ndarray | None = None  # the unit of each scored input (Task.input_units); None: each input its own
 
 
 def record_scores(model, run: Callable[[], object], names: Sequence[str]) -> tuple[dict[str, np.ndarray], object]:
@@ -66,7 +67,11 @@ def calibrate(model, tok, task: Task, names: Sequence[str]) -> Calibration:
     """The unablated pass: baseline metric + every named score of every (input, layer, head)."""
     t = time.perf_counter()
     scores, r = record_scores(model, lambda: task.evaluate(model, tok), names)
-    return Calibration(task.name, scores, r["metric"], r["per_item"], time.perf_counter() - t)
+    units = task.input_units(tok)
+    n = next(iter(scores.values())).shape[0] if scores else 0
+    if units is not None and len(units) != n:
+        raise RuntimeError(f"{task.name}: {len(units)} input units for {n} scored inputs")
+    return Calibration(task.name, scores, r["metric"], r["per_item"], time.perf_counter() - t, units)
 
 
 def threshold(scores: np.ndarray, p: float, flag_high: bool) -> float:
