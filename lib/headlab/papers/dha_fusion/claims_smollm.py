@@ -156,9 +156,14 @@ def add(C: Claims, folder: Path) -> None:
             return f"{a} at {_b(b)}: collapse cost {c.min():+.3f} to {c.max():+.3f}"
         return f"{a} at {_b(b)}: L_fuse {g.final_fusion_loss.min():.2g}-{g.final_fusion_loss.max():.2g}"
 
-    seeds = at.seed.nunique()
+    per = at[at.budget < 1.0].groupby(at.budget.round(6)).seed.nunique()  # seeds per KV budget (they may differ)
+    seeds = (
+        f"{per.iloc[0]} seeds"
+        if per.nunique() <= 1
+        else "seeds: " + ", ".join(f"{k} at {_b(b)}" for b, k in per.sort_index().items())
+    )
     where = (
-        f"{f.parent.name}/{f.name}; {seeds} seeds; lr {_lr(f)} constant after warm-up; test windows held out per "
+        f"{f.parent.name}/{f.name}; {seeds}; lr {_lr(f)} constant after warm-up; test windows held out per "
         "text type; "
         + "; ".join(
             cost_of(b, a)

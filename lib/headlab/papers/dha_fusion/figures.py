@@ -346,6 +346,9 @@ def smollm_lr_grid(g: pd.DataFrame):
             best = h[h.best.astype(bool)]
             ax.plot(best.lr, best.val_loss, "o", ms=11, mfc="none", mec=col)
         ax.set_xscale("log")
+        rates = sorted(g.lr.unique())
+        ax.set_xticks(rates, [f"{x:g}" for x in rates])
+        ax.minorticks_off()
         n = int(g.tokens.iloc[0]) if "tokens" in g and len(g) else 0
         ax.set(
             title=f"KV heads kept: {b:.0%}",

@@ -9,7 +9,7 @@ used ~1e-4, a third of its source's peak; no restart to a peak), so each arm's l
 read off its own curve (linear between evaluations). Losses are nats/token on held-out windows: ``val`` (tuning,
 curves) and ``test`` (the claims), each the tail of every text type's token stream.
 
-The committed CPU run (``figures/dha_fusion/cpu_smollm/``) is the union of four runs, two processes side by side on
+The committed CPU run (``figures/dha_fusion/cpu_smollm/``) is the union of six runs, two processes side by side on
 one thread each, 16 fusion steps with the dual ascent at 30 (chosen on fusion-only probes of seed 1: 8 steps could not
 merge the heads without wrecking the model, collapse cost 0.34-0.38 nats), with the source + CT control reused from
 the first run (``cpu_smollm_unfused``: same seeds, streams and windows, to 32k tokens):
@@ -23,7 +23,9 @@ the first run (``cpu_smollm_unfused``: same seeds, streams and windows, to 32k t
     python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm_liteb --threads 1 \
         --budgets 0.6666666666666666 --arms DHA-lite --seeds 2 --no-decode
     python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm --merge cpu_smollm_third cpu_smollm_twothirds \
-        cpu_smollm_litea cpu_smollm_liteb cpu_smollm_unfused
+        cpu_smollm_litea cpu_smollm_liteb cpu_smollm_unfused cpu_smollm_third_b cpu_smollm_third_c
+    python -m headlab.papers.dha_fusion.pretrained --out cpu_smollm --threads 1 --decode-only \
+        --budgets 0.3333333333333333 0.6666666666666666   # the decode table, alone on the machine
 
 Four more seeds at 1/3 (2026-12-04; merged into ``cpu_smollm``, judged by the unchanged rules):
 
