@@ -281,5 +281,8 @@ def test_lr_grid_picks_each_arms_rate_on_validation_and_reports_test(tmp_path):
     s = PR.lr_grid_summary(g).iloc[0]
     assert s.arm == "uniform + fusion" and s.best_lr == 1e-4 and s.best_lr_ref == 3e-4
     assert np.isclose(s.diff_common_lr, 4.5 - 5.0) and np.isclose(s.diff_best_lr, 4.5 - 4.8)
+    assert g.groupby("arm").best.sum().eq(1).all()  # one rate per arm
+    with pytest.raises(ValueError, match="common rate"):
+        PR.lr_grid_summary(g, common=1e-3)
     g.to_csv(tmp_path / "smollm_lr_grid.csv", index=False)
     assert smollm_lr_grid(pd.read_csv(tmp_path / "smollm_lr_grid.csv")).axes

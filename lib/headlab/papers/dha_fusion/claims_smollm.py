@@ -36,7 +36,7 @@ premise became per KV budget: a budget whose fusion arm did not finish on every 
 (and named in their notes); only when no budget qualifies are the rows not judged.
 
 Seeds 3-6 at 1/3 (2026-12-04, fixed before their runs started): the third run's 1/3 part was inconclusive on 3 seeds
-(fusion ahead on every seed, GQA's spread 0.47 nats), so GQA and uniform + fusion were run on four more seeds
+(fusion ahead on every seed, GQA's SD over seeds 0.47 nats), so GQA and uniform + fusion were run on four more seeds
 (``cpu_smollm_third_b``, ``cpu_smollm_third_c``) and merged into the committed run; the rules above are unchanged and
 judge all seven seeds at 1/3 (three at 2/3), whatever the new seeds show.
 """
@@ -158,7 +158,7 @@ def add(C: Claims, folder: Path) -> None:
 
     per = at[at.budget < 1.0].groupby(at.budget.round(6)).seed.nunique()  # seeds per KV budget (they may differ)
     seeds = (
-        f"{per.iloc[0]} seeds"
+        f"{per.iloc[0] if len(per) else at.seed.nunique()} seeds"
         if per.nunique() <= 1
         else "seeds: " + ", ".join(f"{k} at {_b(b)}" for b, k in per.sort_index().items())
     )

@@ -357,12 +357,16 @@ def lr_grid(folders: list[Path], tokens: int) -> pd.DataFrame:
     keys = ["seed", "budget", "arm"]
     g = g[g.groupby(keys).lr.transform("nunique") >= 2]
     g = g.drop_duplicates([*keys, "lr"]).sort_values([*keys, "lr"]).reset_index(drop=True)
-    return g.assign(best=g.val_loss == g.groupby(keys).val_loss.transform("min"))
+    best = g.groupby(keys).val_loss.idxmin()  # one rate per arm (on a tie, the smaller rate)
+    return g.assign(best=g.index.isin(best.to_numpy()))
 
 
 def lr_grid_summary(grid: pd.DataFrame, common: float = 1e-4, ref: str = "GQA") -> pd.DataFrame:
     """Per (seed, KV budget, arm other than ``ref``): that arm minus ``ref`` test loss with both at the ``common``
-    rate and with each at its own best rate on validation (``lr_grid``), and the two best rates."""
+    rate and with each at its own best rate on validation (``lr_grid``), and the two best rates. ``common`` must be
+    one of the grid's rates."""
+    if not np.isclose(grid.lr, common).any():
+        raise ValueError(f"the common rate {common:g} is not in the grid's rates {sorted(grid.lr.unique())}")
     out = []
     for (seed, b), g in grid.groupby(["seed", "budget"]):
         arms = g.set_index(["arm", "lr"])

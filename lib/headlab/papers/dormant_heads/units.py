@@ -56,7 +56,7 @@ def per_item_frame(extra: dict, scores: Sequence[str] | None = None) -> pd.DataF
 def threshold_bootstrap(
     cal: dict, combos: Sequence[tuple[str, str, float]], n_boot: int = 200, seed: int = 0
 ) -> pd.DataFrame:
-    """Quantile thresholds recomputed on calibration inputs resampled with replacement: the unit is the pass's
+    """Quantile thresholds recomputed on calibration passes resampled with replacement: the unit is the pass's
     ``Calibration.units`` (a multiple-choice prompt with all its items' (item, choice) forwards, a text), each
     forward its own unit where the pass has none (the draws are then those of a plain row bootstrap).
     ``combos`` = (dataset, score, p); one resample per (model, dataset) and replicate, shared by every score and p
@@ -68,6 +68,8 @@ def threshold_bootstrap(
             continue
         n = c.scores[mine[0][0]].shape[0]
         units = getattr(c, "units", None)
+        if units is not None and len(units) != n:
+            raise ValueError(f"{model}/{dataset}: {len(units)} input units for {n} scored inputs")
         cl = Clusters(np.arange(n) if units is None else units)
         rng = np.random.default_rng([seed, k])  # an independent stream per calibration pass
         for r in range(n_boot):
