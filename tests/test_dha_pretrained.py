@@ -237,6 +237,37 @@ def test_smollm_premise_is_per_kv_budget_and_adaptive_allocation_is_judged(tmp_p
     assert float(t.loc["C10s", "estimate"]) == pytest.approx(-0.095)
 
 
+def test_smollm_an_arm_without_an_evaluation_at_n0_is_not_judged_there(tmp_path):
+    """Full DHA's probes can cost more than the smallest N (the gpu rehearsal found it: a KeyError): where the judged
+    fusion arm has no loss at N0 on every seed, that KV budget is not judged and the note says why; a budget with one
+    KV head per layer (GQA's counts all 1) has nothing to adapt, so C10s skips it."""
+    from headlab.claims import Claims
+    from headlab.papers.dha_fusion import claims_smollm as CS
+
+    f = _run_folder(tmp_path, fused=1e-3, dha_gain=0.5)
+    at = pd.read_csv(f / "smollm_at_budget.csv")
+    at.loc[(at.arm == "DHA") & (at.tokens == 2048) & (at.seed == 1), ["val_loss", "test_loss"]] = np.nan
+    at.to_csv(f / "smollm_at_budget.csv", index=False)
+    C = Claims("dha_fusion", "x")
+    CS.add(C, f)
+    t = C.table().set_index("claim_id")
+    assert (t.loc[["C9s", "C12s", "C13s", "C14s"], "verdict"] == "not testable here").all()
+    assert "has no evaluation at N0 = 2k on every seed" in t.loc["C9s", "note"]
+    # a uniform + fusion arm beside DHA at this 1/3 budget, whose GQA keeps one KV head per layer
+    f = _run_folder(tmp_path / "one", fused=1e-3, dha_gain=0.5)
+    for name in ("at_budget", "arms"):
+        d = pd.read_csv(f / f"smollm_{name}.csv")
+        u = d[d.arm == "DHA"].assign(arm="uniform + fusion")
+        d = pd.concat([d, u], ignore_index=True)
+        if name == "arms":
+            d["k_counts"] = "1-1-1"
+        d.to_csv(f / f"smollm_{name}.csv", index=False)
+    C = Claims("dha_fusion", "x")
+    CS.add(C, f)
+    t = C.table().set_index("claim_id")
+    assert t.loc["C10s", "verdict"] == "not testable here" and "above one KV head per layer" in t.loc["C10s", "note"]
+
+
 def test_lr_grid_picks_each_arms_rate_on_validation_and_reports_test(tmp_path):
     """``lr_grid`` reads each run's rate from its params, keeps the (seed, budget, arm)s that two rates ran, marks the
     rate with the lowest validation loss per arm; ``lr_grid_summary`` gives fusion - GQA at the common and the best

@@ -227,10 +227,17 @@ def test_random_selection_rate_and_seed():
     assert a.achieved_pct() == b.achieved_pct()
 
 
+def _tiny_lm() -> HeadlabLM:
+    """A 2-layer, 4-head byte model with eager attention, seeded (torch seed 0)."""
+    torch.manual_seed(0)
+    return HeadlabLM(
+        Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")
+    ).eval()
+
+
 def test_batched_mc_equals_headlab_multiple_choice():
     tok = ByteTokenizer()
-    torch.manual_seed(0)
-    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    m = _tiny_lm()
     items = [
         MCItem("abc", (" d", " xy", " q"), 0),
         MCItem("hello wor", ("ld", "m"), 1),
@@ -243,8 +250,7 @@ def test_batched_mc_equals_headlab_multiple_choice():
 
 
 def test_sweep_on_tiny_model():
-    torch.manual_seed(0)
-    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    m = _tiny_lm()
     tok = ByteTokenizer()
     task = D.Task("toy_nll", "nll", ["the cat sat on the mat", "a b c d e f g", "hello hello"], bos=True, max_len=32)
     cal = D.calibrate(m, tok, task, ["ahon_ln", "awft"])
@@ -258,8 +264,7 @@ def test_sweep_on_tiny_model():
 
 def test_random_curve_averages_independent_draws():
     """random_seeds=3: the random point is the mean of 3 draws (the first the single run's), per item too."""
-    torch.manual_seed(0)
-    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    m = _tiny_lm()
     tok = ByteTokenizer()
     items = [MCItem("ab" * k, (" x", " yy", " z", "q"), k % 4) for k in range(1, 7)]
     task = D.Task("toy_mc", "mc", items, bos=True, batch_size=8)
@@ -489,8 +494,7 @@ def test_calibration_labels_each_recorded_forward_with_its_prompt():
     labels each row with its item's prompt (items of one prompt share it), checked against the rows' own scores:
     a row's recorded score equals the score of a lone forward of the (prompt, choice) it was labelled with."""
     tok = ByteTokenizer()
-    torch.manual_seed(0)
-    m = HeadlabLM(Config(vocab_size=258, d_model=32, n_layers=2, n_heads=4, max_seq_len=64, attn_impl="eager")).eval()
+    m = _tiny_lm()
     items = [
         MCItem("abc", (" d", " xy", " qqq"), 0),
         MCItem("hello wor", ("ld", "m"), 1),

@@ -406,3 +406,38 @@ def test_a_rehearsal_leaves_the_environment_as_it_found_it(capsys, monkeypatch):
     assert "unknown notebook '99_no_such_notebook'" in capsys.readouterr().err
     for k in keys:
         assert os.environ.get(k) is None, k
+
+
+def test_skip_part_leaves_the_tagged_cells_unexecuted_and_says_so(tmp_path):
+    """``headlab run --skip-part NAME``: the cells tagged part-NAME run nowhere (no outputs), the rest do, and a note
+    under the title names what was not run; an unknown part is a one-line error before any compute."""
+    import nbformat
+    import papermill as pm
+
+    from headlab.run import KERNEL, _kernel_manager_class, check_skip, mark_skipped, parts_of
+
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("x = 1\nprint('setup')"),
+        nbformat.v4.new_code_cell("x = 2\nprint('slow half')", metadata={"tags": ["part-slow"]}),
+        nbformat.v4.new_code_cell("print('other half', x)", metadata={"tags": ["part-other"]}),
+    ]
+    assert parts_of(nb) == {"slow", "other"}
+    marked = mark_skipped(json.loads(nbformat.writes(nb)), ["slow"])
+    assert (
+        marked["cells"][1]["id"] == "skipped-parts" and "part(s) slow (1 code cells" in marked["cells"][1]["source"][0]
+    )
+    src, out = tmp_path / "t.ipynb", tmp_path / "o.ipynb"
+    src.write_text(json.dumps(marked))
+    pm.execute_notebook(
+        str(src), str(out), kernel_name=KERNEL, kernel_manager_class=_kernel_manager_class(), progress_bar=False
+    )
+    cells = nbformat.read(out, 4).cells
+    texts = ["".join(o.get("text", "") for o in c.get("outputs", [])) for c in cells]
+    assert texts[2:] == ["setup\n", "", "other half 1\n"]  # the skipped cell neither ran nor set x
+    assert check_skip("02_dha_fusion", ["bytes"]) == ["bytes"] and check_skip("02_dha_fusion", None) == []
+    with pytest.raises(ProfileError, match=r"02_dha_fusion: no part \['byte'\] to skip; its parts: bytes, smollm"):
+        check_skip("02_dha_fusion", ["byte"])

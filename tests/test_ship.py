@@ -80,3 +80,33 @@ def test_corpus_ships_and_is_checked_against_its_manifest(tmp_path):
         data.big_corpus("val", "bytes", path=dest, verify=True)
     ship.unpack(tmp_path / "ship", tmp_path / "gguf", corpus_dir=dest)  # a second unpack restores the files
     assert data.big_corpus("val", "bytes", path=dest, verify=True)[0].tobytes() == want[0].tobytes()
+
+
+def test_plan_sizes_each_call_and_flags_one_over_64_mib(tmp_path):
+    (tmp_path / ".ship").mkdir()
+    for name, size in (("a.000", 30 * ship.MiB), ("a.001", 45 * ship.MiB)):
+        with open(tmp_path / ".ship" / name, "wb") as f:  # sparse: the size is what counts
+            f.truncate(size)
+    plan = tmp_path / "plan.txt"
+    plan.write_text("# a comment\n.ship/a.000 | ls | 1\n.ship/a.001 .ship/a.000 | ls | 0.5\n- | ls | 2\n")
+    calls = ship.read_plan(plan)
+    assert [c["carry"] for c in calls] == [[".ship/a.000"], [".ship/a.001", ".ship/a.000"], []]
+    rows = ship.check_plan(calls, root=tmp_path, tree=20 * ship.MiB)
+    assert [r["total"] // ship.MiB for r in rows] == [50, 95, 20]
+    assert [r["fits"] for r in rows] == [True, False, True]
+    with pytest.raises(ship.ShipError, match="carry path .ship/nope does not exist"):
+        ship.check_plan([{"carry": [".ship/nope"], "command": "ls", "minutes": 1}], root=tmp_path, tree=0)
+    plan.write_text("only | two\n")
+    with pytest.raises(ship.ShipError, match="want 'carry | command | minutes'"):
+        ship.read_plan(plan)
+
+
+def test_the_committed_device_plan_fits_a_lease():
+    """.ci/device/plan.txt: every carried path is one `make device-bundle` builds, every command is the device
+    script's (or a transfer), and the estimated minutes fit the 15 a lent session has."""
+    calls = ship.read_plan()
+    assert calls and sum(c["minutes"] for c in calls) <= ship.LEASE_MINUTES
+    assert all(p == ".whl" or p.startswith(".ship/smollm2-135m.") for c in calls for p in c["carry"])
+    shipped = [p for c in calls for p in c["carry"] if p.startswith(".ship/")]
+    assert sorted(shipped) == sorted([".ship/smollm2-135m.json"] + [f".ship/smollm2-135m.{i:03d}" for i in range(4)])
+    assert all(c["command"].startswith(("bash .ci/device/run.sh ", "ls ")) for c in calls)

@@ -36,6 +36,15 @@ def main(argv=None) -> int:
         "before spending device time",
     )
     r.add_argument(
+        "--skip-part",
+        dest="skip",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave the code cells tagged part-NAME unexecuted (their CSVs in the run's folder stay an earlier run's), "
+        "e.g. --skip-part bytes runs only notebook 02's SmolLM2 half",
+    )
+    r.add_argument(
         "--executor",
         default=None,
         help="where independent runs of a sweep go: process (default: a local process pool), serial, submitit "
@@ -82,7 +91,7 @@ def main(argv=None) -> int:
     s = sub.add_parser(
         "ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it"
     )
-    s.add_argument("action", choices=["pack", "unpack"])
+    s.add_argument("action", choices=["pack", "unpack", "plan"], help="plan: check the device calls' transfer sizes")
     s.add_argument(
         "models", nargs="*", help="pack: offline model names, or corpus-big for the big corpus (default: smollm2-135m)"
     )
@@ -107,7 +116,9 @@ def main(argv=None) -> int:
         if a.cmd == "run":
             from .run import parse_params, run
 
-            return run(a.notebooks, a.profile, parse_params(a.params), rehearse=a.rehearse, executor=a.executor)
+            return run(
+                a.notebooks, a.profile, parse_params(a.params), rehearse=a.rehearse, executor=a.executor, skip=a.skip
+            )
         if a.cmd == "replot":
             import importlib
 
@@ -173,6 +184,17 @@ def main(argv=None) -> int:
         if a.cmd == "ship":
             from . import ship
 
+            if a.action == "plan":  # .ci/device/plan.txt: every call's working tree + carry against 64 MiB
+                rows = ship.check_plan(ship.read_plan())
+                for i, r in enumerate(rows, 1):
+                    print(
+                        f"call {i}: {r['total'] / ship.MiB:5.1f} MiB (tree {r['tree'] / ship.MiB:.1f} + carry "
+                        f"{r['carried'] / ship.MiB:.1f}) {'ok' if r['fits'] else 'OVER 64 MiB'}, ~{r['minutes']:g} min: "
+                        f"{r['command']}"
+                    )
+                minutes = sum(r["minutes"] for r in rows)
+                print(f"~{minutes:g} of {ship.LEASE_MINUTES} device-minutes (estimates, the machine's start included)")
+                return 0 if all(r["fits"] for r in rows) else 2
             if a.action == "unpack":
                 for path in ship.unpack():
                     print(f"reassembled and checked: {path}")

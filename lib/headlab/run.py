@@ -138,6 +138,60 @@ def check_params(name: str, params: dict, profile: str = "smoke") -> dict:
     return {**knobs, **({"overrides": overrides} if overrides else {})}
 
 
+PART_TAG = "part-"  # a code cell tagged ``part-NAME`` belongs to part NAME of its notebook (e.g. 02's ``part-bytes``)
+SKIP_TAG = "skip-execution"  # the tag nbclient (papermill's engine) leaves unexecuted
+
+
+def parts_of(nb: dict) -> set[str]:
+    """The part names that ``nb``'s code cells are tagged with (``part-NAME``)."""
+    return {
+        t[len(PART_TAG) :]
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for t in c.get("metadata", {}).get("tags", [])
+        if t.startswith(PART_TAG)
+    }
+
+
+def check_skip(name: str, skip: list[str] | None) -> list[str]:
+    """``skip`` checked against the parts ``name``'s cells are tagged with; an unknown part is a one-line error."""
+    if not skip:
+        return []
+    known = parts_of(json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text()))
+    unknown = sorted(set(skip) - known)
+    if unknown:
+        raise ProfileError(
+            f"{name}: no part {unknown} to skip; its parts: {', '.join(sorted(known)) or 'none (no cell is tagged part-NAME)'}"
+        )
+    return sorted(set(skip))
+
+
+def mark_skipped(nb: dict, skip: list[str]) -> dict:
+    """``nb`` with every code cell of a part in ``skip`` tagged ``skip-execution`` (papermill's engine, nbclient,
+    leaves such a cell unexecuted, with no outputs) and a note under the title naming what was not run: the figures
+    and CSVs of those parts in the run's folder are an earlier run's (e.g. notebook 02's SmolLM2 half run alone on a
+    lent GPU, its byte half's CSVs kept from the earlier gpu run)."""
+    tags = {PART_TAG + p for p in skip}
+    n = 0
+    for c in nb["cells"]:
+        md = c.setdefault("metadata", {})
+        if c["cell_type"] == "code" and tags & set(md.get("tags", [])):
+            md["tags"] = [*md.get("tags", []), SKIP_TAG]
+            n += 1
+    note = {
+        "cell_type": "markdown",
+        "id": "skipped-parts",
+        "metadata": {},
+        "source": [
+            f"**Not run here:** part(s) {', '.join(skip)} ({n} code cells tagged {', '.join(sorted(tags))}, left "
+            "without outputs by `headlab run --skip-part`). The figures and CSVs of those parts in this run's folder "
+            "are an earlier run's; the claims below are judged from every CSV in the folder."
+        ],
+    }
+    nb["cells"].insert(1, note)
+    return nb
+
+
 def run_folder(profile: str, params: dict | None) -> str:
     """The figures folder of a run: an ``out`` override (a run at other sizes, e.g. 01's ``--set out=powered``),
     notebook 03's ``grid=full`` knob (the gpu grid on any machine), else the profile."""
@@ -147,7 +201,11 @@ def run_folder(profile: str, params: dict | None) -> str:
 
 
 def run_one(
-    name: str, profile: str, params: dict | None = None, figures_root: Path = FIGURES_DIR
+    name: str,
+    profile: str,
+    params: dict | None = None,
+    figures_root: Path = FIGURES_DIR,
+    skip: list[str] | None = None,
 ) -> tuple[bool, float, str]:
     import papermill as pm
 
@@ -155,13 +213,17 @@ def run_one(
     src = NOTEBOOKS_DIR / f"{name}.ipynb"
     fig_dir = figures_root / nb.paper / run_folder(profile, params)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    dest = src if profile == "smoke" and not params else fig_dir / f"{name}.ipynb"
+    dest = src if profile == "smoke" and not params and not skip else fig_dir / f"{name}.ipynb"
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=fig_dir, prefix=f".{name}.")
     os.close(fd)
+    run_src = src
+    if skip:  # a copy of the notebook with the skipped parts' cells tagged for nbclient to leave alone
+        run_src = Path(tmp).with_name(Path(tmp).stem + ".in.ipynb")
+        run_src.write_text(json.dumps(mark_skipped(json.loads(src.read_text()), skip), indent=1) + "\n")
     t0 = time.time()
     try:
         pm.execute_notebook(
-            str(src),
+            str(run_src),
             tmp,
             parameters={"profile": profile, **(params or {})},
             kernel_name=KERNEL,
@@ -176,6 +238,9 @@ def run_one(
         os.replace(tmp, failed)
         msg = str(e).strip().splitlines()
         return False, time.time() - t0, (msg[-1] if msg else type(e).__name__) + f" (see {_show(failed)})"
+    finally:
+        if run_src != src:
+            run_src.unlink(missing_ok=True)
     d = clean(json.loads(Path(tmp).read_text()), drop_injected=dest == src)
     Path(tmp).write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
     readable(tmp)
@@ -192,7 +257,12 @@ def _show(path: Path) -> str:
 
 
 def run(
-    names: list[str], profile: str, params: dict | None = None, rehearse: bool = False, executor: str | None = None
+    names: list[str],
+    profile: str,
+    params: dict | None = None,
+    rehearse: bool = False,
+    executor: str | None = None,
+    skip: list[str] | None = None,
 ) -> int:
     """Execute ``names`` (default: every stored notebook) under ``profile``; ``params`` set knobs of
     their parameters cells or, by name, any value of their ``.params.yml`` (see ``check_params``). A smoke
@@ -204,7 +274,11 @@ def run(
     rehearsal loads tiny random twins of the hub models (``headlab.rehearsal``) and never touches the hub.
 
     ``executor`` (``headlab.sweep.KINDS``: ``process``, ``submitit``, ...): where the notebooks' independent runs go
-    (``headlab.sweep``), passed to their kernels as ``HEADLAB_EXECUTOR``."""
+    (``headlab.sweep``), passed to their kernels as ``HEADLAB_EXECUTOR``.
+
+    ``skip``: parts of the notebooks (code cells tagged ``part-NAME``) left unexecuted (``mark_skipped``), e.g.
+    ``["bytes"]`` runs only notebook 02's SmolLM2 half, keeping the byte half's CSVs already in the run's folder;
+    the executed copy goes next to the figures and says what was not run."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if executor is not None:
@@ -225,7 +299,7 @@ def run(
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:  # these settings hold for this run only: later runs and models.load in this process see the old ones
-        return _run(names, profile, params, rehearse, figures_root)
+        return _run(names, profile, params, rehearse, figures_root, skip)
     finally:
         for k, v in old.items():
             if v is None:
@@ -234,18 +308,21 @@ def run(
                 os.environ[k] = v
 
 
-def _run(names: list[str], profile: str, params: dict | None, rehearse: bool, figures_root: Path) -> int:
+def _run(
+    names: list[str], profile: str, params: dict | None, rehearse: bool, figures_root: Path, skip: list[str] | None
+) -> int:
     names = _select(names)
-    per_nb = {}
-    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown names
+    per_nb, skips = {}, {}
+    for n in names:  # fail fast, before any compute, on gpu-without-GPU / paper-offline / unknown names or parts
         per_nb[n] = check_params(n, params or {}, profile)
+        skips[n] = check_skip(n, skip)
         resolve(n, profile, per_nb[n].get("overrides"))
     os.environ.setdefault("TQDM_DISABLE", "1")  # kernels inherit it: no progress bars in stored outputs
     os.environ.setdefault("PYTHONHASHSEED", "0")
     rows = []
     for i, n in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {n} (profile={profile}) ...", flush=True)
-        ok, secs, info = run_one(n, profile, per_nb[n], figures_root)
+        ok, secs, info = run_one(n, profile, per_nb[n], figures_root, skips[n])
         print(f"      {'ok' if ok else 'FAILED'} in {secs / 60:.1f} min: {info}", flush=True)
         rows.append((n, "ok" if ok else "FAILED", secs / 60))
     w = max(len(r[0]) for r in rows)

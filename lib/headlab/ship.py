@@ -155,3 +155,56 @@ def unpack(
         os.replace(tmp, dest)
         out.append(_extract_corpus(dest, corpus_dir) if m["name"] == CORPUS else dest)
     return out
+
+
+CALL_LIMIT = 64 * MiB  # what one device call may send: the working tree (tracked + untracked, not ignored) + carry
+PLAN = REPO_ROOT / ".ci" / "device" / "plan.txt"
+LEASE_MINUTES = 15  # device time a lent session has in all
+
+
+def tree_bytes(root: Path = REPO_ROOT) -> int:
+    """Bytes of the working tree a device call sends: tracked files and untracked ones git does not ignore."""
+    import subprocess
+
+    names = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    return sum((root / os.fsdecode(n)).stat().st_size for n in set(names) if n and (root / os.fsdecode(n)).is_file())
+
+
+def carry_bytes(paths: list[str], root: Path = REPO_ROOT) -> int:
+    """Bytes of the carried paths (files, or folders counted whole); a missing one is a one-line error."""
+    total = 0
+    for p in paths:
+        f = root / p
+        if not f.exists():
+            raise ShipError(f"carry path {p} does not exist here: build it first (make device-bundle)")
+        total += f.stat().st_size if f.is_file() else sum(x.stat().st_size for x in f.rglob("*") if x.is_file())
+    return total
+
+
+def read_plan(path: Path = PLAN) -> list[dict]:
+    """The calls of a plan file: ``carry | command | minutes`` per line (``#`` comments; ``-`` carries nothing)."""
+    calls = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = [x.strip() for x in line.split("|")]
+        if len(parts) != 3:
+            raise ShipError(f"{path}:{i}: want 'carry | command | minutes', got {line!r}")
+        carry, command, minutes = parts
+        calls.append({"carry": [] if carry == "-" else carry.split(), "command": command, "minutes": float(minutes)})
+    return calls
+
+
+def check_plan(calls: list[dict], root: Path = REPO_ROOT, tree: int | None = None) -> list[dict]:
+    """Each call with its ``tree``, ``carry`` and ``total`` bytes and ``fits`` (total <= 64 MiB)."""
+    tree = tree_bytes(root) if tree is None else tree
+    out = []
+    for c in calls:
+        b = carry_bytes(c["carry"], root)
+        out.append({**c, "tree": tree, "carried": b, "total": tree + b, "fits": tree + b <= CALL_LIMIT})
+    return out
