@@ -83,8 +83,9 @@ bench: $(MODELS)
 	$(BIN)/python -m headlab bench --runs 3
 
 # What a lent GPU machine needs beside the repo (README, "GPU runs"): cp312 wheels in .whl/, SmolLM2's GGUF
-# in 28 MiB parts in .ship/ (both git-ignored; carried a few per call under the 64 MiB transfer limit).
+# in 29 MiB parts in .ship/ (both git-ignored; carried a few per call under the 64 MiB transfer limit).
 device-bundle: $(STAMP)
+	rm -rf .whl  # no wheel left from an older list: two versions of one stop the install there
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_26_x86_64 --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl -r .ci/device/wheels.txt

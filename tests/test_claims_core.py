@@ -84,3 +84,16 @@ def test_a_decided_row_needs_an_interval():
         C.add("C1", "x", PUB, "1", K.greater("d", (0.5, 0.1, 0.9, 30), "items"), kind="vibe")
     with pytest.raises(ValueError):
         C.add("C1", "x", PUB, "1", K.greater("d", (0.5, 0.1, 0.9, 30), "items"), kind="check")
+
+
+def test_show_names_a_compound_rows_deciding_part(tmp_path):
+    """A compound row's estimate, interval and n are its deciding part's: the printed table names that part after n
+    (the statistic's ' [part]' suffix), so '3 seeds' is not read as the whole row's."""
+    from headlab.claims import Claims, _part_of, compound, less
+
+    assert _part_of("fusion minus GQA at 24k [67%]") == "67%" and _part_of("plain") == "" and _part_of(None) == ""
+    C = Claims("dha_fusion", "x")
+    parts = {"33%": less("d", (-0.74, -1.03, -0.45, 7), "seeds"), "67%": less("d", (0.004, -0.115, 0.122, 3), "seeds")}
+    C.add("Z1", "s", PUB, "o", compound(parts))
+    row = [ln for ln in C.show(folder=tmp_path).splitlines() if ln.strip().startswith("Z1")][0]
+    assert "3 seeds (67%)" in row

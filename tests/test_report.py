@@ -76,3 +76,37 @@ def test_dashboard_filters_work_in_a_browser(site):
     d = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in PUBLISHED_DIR.glob("*/*/claims.csv")])
     want = int(((d.verdict == "reproduced") & (d.kind == "paper")).sum())
     assert re.search(r'id="hl-shown">(\d+)<', dom).group(1) == str(want)
+
+
+def test_machine_of_a_run_that_skipped_parts_names_both(tmp_path):
+    """A gpu folder whose executed notebook ran only some parts (``--skip-part``) beside an earlier run's log: the
+    report names the device of each."""
+    import json
+
+    from headlab.report import Run
+    from headlab.run import mark_skipped
+
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "id": "t", "metadata": {}, "source": ["# t"]},
+            {"cell_type": "code", "id": "a", "metadata": {"tags": ["part-bytes"]}, "source": [], "outputs": []},
+            {
+                "cell_type": "code",
+                "id": "f",
+                "metadata": {},
+                "source": [],
+                "outputs": [
+                    {
+                        "output_type": "stream",
+                        "name": "stdout",
+                        "text": ["headlab 0.1 | profile gpu | device NVIDIA H200\n"],
+                    }
+                ],
+            },
+        ]
+    }
+    (tmp_path / "02_dha_fusion.ipynb").write_text(json.dumps(mark_skipped(nb, ["bytes"])))
+    run = Run("dha_fusion", "gpu", "02_dha_fusion", "t", tmp_path, tmp_path / "02_dha_fusion.ipynb")
+    assert run.machine() == "NVIDIA H200; part(s) bytes: an earlier run"
+    (tmp_path / "gpu_exec.log").write_text("GPU: NVIDIA H100 80GB HBM3\n")
+    assert run.machine() == "NVIDIA H200; part(s) bytes: NVIDIA H100 80GB HBM3"

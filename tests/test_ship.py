@@ -1,6 +1,7 @@
 """headlab.ship: a GGUF split for a size-limited transfer comes back byte-identical, or fails loudly."""
 
 import json
+import re
 
 import pytest
 
@@ -88,25 +89,46 @@ def test_plan_sizes_each_call_and_flags_one_over_64_mib(tmp_path):
         with open(tmp_path / ".ship" / name, "wb") as f:  # sparse: the size is what counts
             f.truncate(size)
     plan = tmp_path / "plan.txt"
-    plan.write_text("# a comment\n.ship/a.000 | ls | 1\n.ship/a.001 .ship/a.000 | ls | 0.5\n- | ls | 2\n")
+    plan.write_text(
+        "# a comment\n.ship/a.000 | LIMIT=60 bash .ci/device/run.sh x | 2\n"
+        ".ship/a.001 .ship/a.000 | ls | sort | 0.5\n- | bash .ci/device/run.sh y | 2\n"
+    )
     calls = ship.read_plan(plan)
     assert [c["carry"] for c in calls] == [[".ship/a.000"], [".ship/a.001", ".ship/a.000"], []]
+    assert [c["command"] for c in calls][1] == "ls | sort"  # a command may hold '|'
+    assert [c["limit_s"] for c in calls] == [60, None, None]
     rows = ship.check_plan(calls, root=tmp_path, tree=20 * ship.MiB)
     assert [r["total"] // ship.MiB for r in rows] == [50, 95, 20]
     assert [r["fits"] for r in rows] == [True, False, True]
+    assert [r["capped"] for r in rows] == [True, True, False]  # a run without LIMIT= could eat the lease
+    assert ship.plan_minutes(rows) == ship.START_MINUTES + 4.5
     with pytest.raises(ship.ShipError, match="carry path .ship/nope does not exist"):
         ship.check_plan([{"carry": [".ship/nope"], "command": "ls", "minutes": 1}], root=tmp_path, tree=0)
-    plan.write_text("only | two\n")
-    with pytest.raises(ship.ShipError, match="want 'carry | command | minutes'"):
-        ship.read_plan(plan)
+    nominal = {".ship/nope": 5}
+    assert ship.carry_bytes([".ship/nope"], tmp_path, nominal) == 5
+    for bad, match in (
+        ("only | two\n", "want 'carry | command | minutes'"),
+        ("a | ls | soon\n", "minutes must be a number, got 'soon'"),
+        (" ".join(f"p{i}" for i in range(9)) + " | ls | 1\n", "at most 8 paths"),
+    ):
+        plan.write_text(bad)
+        with pytest.raises(ship.ShipError, match=re.escape(match)):
+            ship.read_plan(plan)
 
 
-def test_the_committed_device_plan_fits_a_lease():
-    """.ci/device/plan.txt: every carried path is one `make device-bundle` builds, every command is the device
-    script's (or a transfer), and the estimated minutes fit the 15 a lent session has."""
+def test_the_committed_device_plan_fits_a_lease_with_the_repository_as_it_is():
+    """.ci/device/plan.txt: every carried path is one `make device-bundle` builds, every run is capped by its LIMIT,
+    the minutes with the machine's start fit the 15 a lent session has, and every call's transfer (this working tree
+    plus the nominal wheel and part sizes, built or not) fits 64 MiB, so a repository grown too big shows here."""
+    from headlab import models
+
     calls = ship.read_plan()
-    assert calls and sum(c["minutes"] for c in calls) <= ship.LEASE_MINUTES
     assert all(p == ".whl" or p.startswith(".ship/smollm2-135m.") for c in calls for p in c["carry"])
+    gguf = models.gguf_path("smollm2-135m").stat().st_size
+    nominal = ship.nominal_sizes(gguf)
     shipped = [p for c in calls for p in c["carry"] if p.startswith(".ship/")]
-    assert sorted(shipped) == sorted([".ship/smollm2-135m.json"] + [f".ship/smollm2-135m.{i:03d}" for i in range(4)])
-    assert all(c["command"].startswith(("bash .ci/device/run.sh ", "ls ")) for c in calls)
+    assert sorted(shipped) == sorted(k for k in nominal if k.startswith(".ship/"))  # every part, once
+    assert all(c["command"].startswith(("LIMIT=", "ls ")) for c in calls)
+    rows = ship.check_plan(calls, nominal=nominal)
+    assert all(r["capped"] for r in rows) and ship.plan_minutes(rows) <= ship.LEASE_MINUTES
+    assert all(r["fits"] for r in rows), [round(r["total"] / ship.MiB, 1) for r in rows]

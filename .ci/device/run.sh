@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the lent GPU machine (no internet, Python 3.12, torch/transformers in its image), from the repo root:
-#   bash .ci/device/run.sh [--models] NB [--set NAME=VALUE ...]
+#   [LIMIT=seconds] bash .ci/device/run.sh [--models] NB [--set NAME=VALUE ...] [--skip-part NAME ...]
 # installs the carried wheels (.whl/) once, with --models reassembles the shipped GGUFs (.ship/) and
 # dequantises them into .cache/models, runs `headlab run --profile gpu NB`, and leaves in $OUT the run's
 # log and a tarball of figures/<paper>/gpu (files come back from $OUT only). See README, "GPU runs".
@@ -19,7 +19,7 @@ if [ "${1:-}" = "--models" ]; then
   python3 -m headlab ship unpack || exit 4
   python3 -m headlab cache $(python3 -c "import json, glob; print(' '.join(json.load(open(f))['name'] for f in sorted(glob.glob('.ship/*.json'))))") || exit 4
 fi
-nb=${1:?usage: run.sh [--models] NB [--set NAME=VALUE ...]}
+nb=${1:?usage: run.sh [--models] NB [--set NAME=VALUE ...] [--skip-part NAME ...]}
 shift
 paper=$(python3 -c "from headlab.profiles import NOTEBOOKS; print(NOTEBOOKS['$nb'].paper)") || exit 2
 # the log goes to a file, not through a pipe: orphaned kernel processes can hold a pipe open past `timeout`

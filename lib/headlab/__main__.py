@@ -88,6 +88,8 @@ def main(argv=None) -> int:
         help="repeat the suite N times, each in a fresh process (make bench: 3), and report whether the runs agree",
     )
     sub.add_parser("list", help="notebooks, profiles and offline models")
+    from .ship import PART_MIB
+
     s = sub.add_parser(
         "ship", help="split an offline model's GGUF into parts for a size-limited transfer, or reassemble it"
     )
@@ -95,7 +97,9 @@ def main(argv=None) -> int:
     s.add_argument(
         "models", nargs="*", help="pack: offline model names, or corpus-big for the big corpus (default: smollm2-135m)"
     )
-    s.add_argument("--max-mb", type=int, default=28, help="pack: largest part in MiB (28: README's GPU call plan)")
+    s.add_argument(
+        "--max-mb", type=int, default=PART_MIB, help=f"pack: largest part in MiB ({PART_MIB}: .ci/device/plan.txt's)"
+    )
     le = sub.add_parser("lenses", help="every head of one model through five lenses: a tidy table and figures")
     le.add_argument("model", help="an offline model name, a hub id, or a local model folder")
     le.add_argument("--texts", default="prose,code,dialogue", help="comma-separated text types of data/corpus")
@@ -187,14 +191,18 @@ def main(argv=None) -> int:
             if a.action == "plan":  # .ci/device/plan.txt: every call's working tree + carry against 64 MiB
                 rows = ship.check_plan(ship.read_plan())
                 for i, r in enumerate(rows, 1):
+                    state = "ok" if r["fits"] and r["capped"] else "OVER 64 MiB" if not r["fits"] else "NO LIMIT="
                     print(
                         f"call {i}: {r['total'] / ship.MiB:5.1f} MiB (tree {r['tree'] / ship.MiB:.1f} + carry "
-                        f"{r['carried'] / ship.MiB:.1f}) {'ok' if r['fits'] else 'OVER 64 MiB'}, ~{r['minutes']:g} min: "
-                        f"{r['command']}"
+                        f"{r['carried'] / ship.MiB:.1f}) {state}, <= {r['minutes']:g} min: {r['command']}"
                     )
-                minutes = sum(r["minutes"] for r in rows)
-                print(f"~{minutes:g} of {ship.LEASE_MINUTES} device-minutes (estimates, the machine's start included)")
-                return 0 if all(r["fits"] for r in rows) else 2
+                minutes = ship.plan_minutes(rows)
+                print(
+                    f"<= {minutes:g} of {ship.LEASE_MINUTES} device-minutes ({ship.START_MINUTES:g} for the machine's "
+                    "start; each run stops at its LIMIT)"
+                )
+                ok = all(r["fits"] and r["capped"] for r in rows) and minutes <= ship.LEASE_MINUTES
+                return 0 if ok else 2
             if a.action == "unpack":
                 for path in ship.unpack():
                     print(f"reassembled and checked: {path}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -199,6 +200,12 @@ def compound(parts: dict[str, Evidence], rule: str | None = None) -> Evidence:
 
 
 # ---------------------------------------------------------------------------------------------------- the table
+def _part_of(statistic) -> str:
+    """The part a compound row's statistic names at its end (``compound`` appends `` [part]``), else ''."""
+    m = re.search(r" \[([^\[\]]+)\]$", str(statistic)) if isinstance(statistic, str) else None
+    return m.group(1) if m else ""
+
+
 def _fmt(x) -> str:
     if x is None:
         return ""
@@ -396,7 +403,8 @@ class Claims:
     def show(self, max_colwidth: int = 48, folder: Path | None = None) -> str:
         """Save claims.csv + checks.csv and return the tables as plain text (stable for nbval): per row its
         kind, verdict, deciding estimate with its 95 % interval and unit count, and ours in short (the full
-        statement, paper value, source, rule and note are in the CSV)."""
+        statement, paper value, source, rule and note are in the CSV). A compound row's estimate, interval and n are
+        its deciding part's, named after n, e.g. ``3 seeds (67%)``."""
         self.save(folder)
 
         def cut(x: str) -> str:
@@ -412,7 +420,10 @@ class Claims:
                 "estimate [95% CI]": [
                     f"{e} [{lo}, {hi}]" if lo else e for e, lo, hi in zip(t.estimate, t.ci_low, t.ci_high, strict=True)
                 ],
-                "n": [f"{n} {u}".strip() if n else "" for n, u in zip(t.n, t.unit, strict=True)],
+                "n": [
+                    (f"{n} {u}".strip() + (f" ({p})" if (p := _part_of(st)) else "")) if n else ""
+                    for n, u, st in zip(t.n, t.unit, t.statistic, strict=True)
+                ],
                 "ours": t.our_value.map(cut),
             }
         )

@@ -50,16 +50,22 @@ class Run:
 
     def machine(self) -> str:
         """The device line of the executed notebook's footer (``headlab.session``), else what the folder's
-        execution log says, else unknown."""
-        if self.executed is not None:
-            m = re.search(r"\| device ([^\n\\\"]+)", self.executed.read_text(encoding="utf-8"))
-            if m:
-                return m.group(1).strip()
+        execution log says, else unknown. An executed notebook that skipped parts (``headlab run --skip-part``)
+        names both: its own device for what it ran, the log's (or 'an earlier run') for the parts it kept."""
         log = self.folder / "gpu_exec.log"
+        logged = None
         if log.exists():
             m = re.search(r"(NVIDIA [A-Z0-9 ]+|H100|H200|A100)", log.read_text(errors="replace"))
-            return m.group(1).strip() if m else "a GPU machine (gpu_exec.log)"
-        return "not recorded"
+            logged = m.group(1).strip() if m else "a GPU machine (gpu_exec.log)"
+        if self.executed is not None:
+            text = self.executed.read_text(encoding="utf-8")
+            m = re.search(r"\| device ([^\n\\\"]+)", text)
+            if m:
+                skipped = re.search(r"Not run here:\*\* part\(s\) ([^(]+) \(", text)
+                if skipped:
+                    return f"{m.group(1).strip()}; part(s) {skipped.group(1).strip()}: {logged or 'an earlier run'}"
+                return m.group(1).strip()
+        return logged or "not recorded"
 
 
 def runs(root: Path = PUBLISHED_DIR) -> list[Run]:

@@ -9,7 +9,7 @@ there (the machine keeps ignored files between calls while it stays warm):
     python -m headlab cache                    # there: dequantise into .cache/models (needs the gguf package)
 
 The big pretraining corpus (``make corpus-big``, issue 23) goes the same way: ``ship pack corpus-big`` puts its byte
-files, document offsets and manifest in one gzipped tar (57 MB, three parts); ``ship unpack`` there extracts it into
+files, document offsets and manifest in one gzipped tar (57 MB, two 29 MiB parts); ``ship unpack`` there extracts it into
 ``.cache/corpus_big/`` and checks every file against the corpus manifest's sha256.
 
 Every part and the whole file are sha256-checked; a missing or damaged part is named in the error.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from .paths import CACHE_DIR, REPO_ROOT
@@ -76,6 +77,8 @@ def pack(name: str, src: Path | None = None, max_bytes: int = 32 * MiB, ship_dir
         src = gguf_path(name)
     src = Path(src)
     ship_dir.mkdir(parents=True, exist_ok=True)
+    for old in ship_dir.glob(f"{name}.[0-9][0-9][0-9]"):  # an earlier packing's parts (another part size)
+        old.unlink()
     parts = []
     with open(src, "rb") as f:
         for i, block in enumerate(iter(lambda: f.read(max_bytes), b"")):
@@ -159,11 +162,16 @@ def unpack(
 
 CALL_LIMIT = 64 * MiB  # what one device call may send: the working tree (tracked + untracked, not ignored) + carry
 PLAN = REPO_ROOT / ".ci" / "device" / "plan.txt"
-LEASE_MINUTES = 15  # device time a lent session has in all
+LEASE_MINUTES = 15  # device time a lent session has in all, the machine's start (START_MINUTES) included
+START_MINUTES = 1.5  # a fresh machine's start, counted against the lease
+MAX_CARRY, MAX_COMMAND = 8, 2000  # the device tool's limits on one call's carried paths and command
+PART_MIB = 29  # ship pack's part size: the plan's three calls keep >= 4 MiB spare (28 left call 2 only 2.2)
+WHEELS_BYTES = 6_874_207  # .whl/ from .ci/device/wheels.txt (2026-12-05), for checking the plan where it is not built
 
 
 def tree_bytes(root: Path = REPO_ROOT) -> int:
-    """Bytes of the working tree a device call sends: tracked files and untracked ones git does not ignore."""
+    """Bytes of the working tree a device call sends: tracked files and untracked ones git does not ignore (a link
+    counted as what it points to: an over-count, the safe side)."""
     import subprocess
 
     names = subprocess.run(
@@ -175,36 +183,74 @@ def tree_bytes(root: Path = REPO_ROOT) -> int:
     return sum((root / os.fsdecode(n)).stat().st_size for n in set(names) if n and (root / os.fsdecode(n)).is_file())
 
 
-def carry_bytes(paths: list[str], root: Path = REPO_ROOT) -> int:
-    """Bytes of the carried paths (files, or folders counted whole); a missing one is a one-line error."""
+def carry_bytes(paths: list[str], root: Path = REPO_ROOT, nominal: dict | None = None) -> int:
+    """Bytes of the carried paths (files, or folders counted whole); a path not built here counts its ``nominal``
+    size where one is given, else is a one-line error."""
     total = 0
     for p in paths:
         f = root / p
         if not f.exists():
+            if nominal and p in nominal:
+                total += nominal[p]
+                continue
             raise ShipError(f"carry path {p} does not exist here: build it first (make device-bundle)")
         total += f.stat().st_size if f.is_file() else sum(x.stat().st_size for x in f.rglob("*") if x.is_file())
     return total
 
 
+def nominal_sizes(gguf_bytes: int, name: str = "smollm2-135m", part_mib: int = PART_MIB) -> dict[str, int]:
+    """What ``make device-bundle`` builds, by size: ``.whl`` and ``.ship/<name>.NNN`` parts of ``gguf_bytes``."""
+    n = -(-gguf_bytes // (part_mib * MiB))
+    parts = {f".ship/{name}.{i:03d}": min(part_mib * MiB, gguf_bytes - i * part_mib * MiB) for i in range(n)}
+    return {".whl": WHEELS_BYTES, f".ship/{name}.json": 1024, **parts}
+
+
 def read_plan(path: Path = PLAN) -> list[dict]:
-    """The calls of a plan file: ``carry | command | minutes`` per line (``#`` comments; ``-`` carries nothing)."""
+    """The calls of a plan file: ``carry | command | minutes`` per line (``#`` comments; ``-`` carries nothing; the
+    command may hold ``|``). ``minutes``: what the call may hold the machine, the command's own ``LIMIT=`` (seconds,
+    read by run.sh) plus its set-up and transfers."""
     calls = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        parts = [x.strip() for x in line.split("|")]
-        if len(parts) != 3:
+        carry, sep, rest = line.partition("|")
+        command, sep2, minutes = rest.rpartition("|")
+        if not sep or not sep2 or not command.strip():
             raise ShipError(f"{path}:{i}: want 'carry | command | minutes', got {line!r}")
-        carry, command, minutes = parts
-        calls.append({"carry": [] if carry == "-" else carry.split(), "command": command, "minutes": float(minutes)})
+        try:
+            minutes = float(minutes)
+        except ValueError:
+            raise ShipError(f"{path}:{i}: minutes must be a number, got {minutes.strip()!r}") from None
+        carry, command = carry.strip(), command.strip()
+        paths = [] if carry == "-" else carry.split()
+        if len(paths) > MAX_CARRY or len(command) > MAX_COMMAND:
+            raise ShipError(
+                f"{path}:{i}: a call carries at most {MAX_CARRY} paths and a {MAX_COMMAND}-character command"
+            )
+        limit = re.search(r"\bLIMIT=(\d+)\b", command)
+        calls.append(
+            {"carry": paths, "command": command, "minutes": minutes, "limit_s": int(limit[1]) if limit else None}
+        )
     return calls
 
 
-def check_plan(calls: list[dict], root: Path = REPO_ROOT, tree: int | None = None) -> list[dict]:
-    """Each call with its ``tree``, ``carry`` and ``total`` bytes and ``fits`` (total <= 64 MiB)."""
+def check_plan(
+    calls: list[dict], root: Path = REPO_ROOT, tree: int | None = None, nominal: dict | None = None
+) -> list[dict]:
+    """Each call with its ``tree``, ``carried`` and ``total`` bytes, ``fits`` (total <= 64 MiB) and ``capped`` (a
+    run.sh command has a ``LIMIT=`` within its minutes, so a slow run stops in time for the calls after it)."""
     tree = tree_bytes(root) if tree is None else tree
     out = []
     for c in calls:
-        b = carry_bytes(c["carry"], root)
-        out.append({**c, "tree": tree, "carried": b, "total": tree + b, "fits": tree + b <= CALL_LIMIT})
+        b = carry_bytes(c["carry"], root, nominal)
+        runs = "run.sh" in c["command"]
+        capped = not runs or (c.get("limit_s") is not None and c["limit_s"] / 60 <= c["minutes"])
+        out.append(
+            {**c, "tree": tree, "carried": b, "total": tree + b, "fits": tree + b <= CALL_LIMIT, "capped": capped}
+        )
     return out
+
+
+def plan_minutes(rows: list[dict]) -> float:
+    """The lease a plan holds at most: the machine's start plus every call's minutes."""
+    return START_MINUTES + sum(r["minutes"] for r in rows)

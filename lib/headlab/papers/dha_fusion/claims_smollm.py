@@ -157,9 +157,25 @@ def add(C: Claims, folder: Path) -> None:
     def fused(b, a):
         return ok.get((round(b, 6), a), False)
 
-    def deployable(b, a):  # an evaluation at N0 on every seed: the arm's search and fusion fit the smallest budget
-        w = table(b, n0)
-        return a in w and bool(w[a].notna().all())
+    def why_not_at_n0(b, a) -> str:
+        """'' if every seed the arm ran has a test loss at N0, else the cause: its first evaluation after the collapse
+        comes later than N0 on those seeds (its search and fusion cost more), or not (a NaN loss: diverged?)."""
+        g = at[np.isclose(at.budget, b) & (at.arm == a) & (at.tokens == n0)]
+        missing = sorted(g[g.test_loss.isna()].seed.astype(int))
+        if len(g) and not missing:
+            return ""
+        c = curves[np.isclose(curves.budget, b) & (curves.arm == a) & curves.seed.isin(missing)]
+        c = c[c.phase != "fusion"] if "phase" in c else c
+        first = c.groupby("seed").tokens.min()
+        if len(g) and len(first) == len(missing) and (first > n0).all():
+            return (
+                f"{a} at {_b(b)} has no evaluation at N0 = {n0 / 1e3:.0f}k on seed(s) {missing} (its search and fusion "
+                f"cost more: first evaluation at {first.min() / 1e3:.0f}k)"
+            )
+        return f"{a} at {_b(b)} has no test loss at N0 = {n0 / 1e3:.0f}k on seed(s) {missing} (not run, or diverged)"
+
+    def deployable(b, a):
+        return not why_not_at_n0(b, a)
 
     def cost_of(b, a):
         g = fr[np.isclose(fr.budget, b) & (fr.arm == a)]
@@ -194,16 +210,12 @@ def add(C: Claims, folder: Path) -> None:
         f"{_b(b)} {fa_of[b]} {init.get((b, fa_of[b]), np.nan):.2f} vs GQA {init.get((b, 'GQA'), np.nan):.2f}"
         for b in all_budgets
     )
-    late_s = ", ".join(
-        f"{fa_of[b]} at {_b(b)} has no evaluation at N0 = {n0 / 1e3:.0f}k on every seed (its search and fusion cost "
-        "more)"
-        for b in late
-    )
+    late_s = "; ".join(why_not_at_n0(b, fa_of[b]) for b in late)
     why = (
         (
             f"premise fails: the fusion did not finish before the collapse on every seed (premise: collapse cost <= "
             f"{COLLAPSE_TOL} nats or, unmeasured, L_fuse <= {FUSED}), so this would compare an unfinished fusion, not "
-            "DHA, with GQA"
+            "DHA, with GQA" + (f" ({', '.join(map(_b, unfinished))})" if late else "")
             if unfinished
             else "premise fails"
         )
@@ -211,8 +223,7 @@ def add(C: Claims, folder: Path) -> None:
         + init_s
         + f"; {where}"
     )
-    skipped = unfinished
-    part = f"; not judged at {', '.join(map(_b, skipped))} (premise: fusion unfinished)" if skipped else ""
+    part = f"; not judged at {', '.join(map(_b, unfinished))} (premise: fusion unfinished)" if unfinished else ""
     if late:
         part += f"; not judged at {', '.join(map(_b, late))} (premise: {late_s})"
     if not budgets:
@@ -222,10 +233,11 @@ def add(C: Claims, folder: Path) -> None:
     else:
         _equal_budget_rows(C, stmt, pubs, at, curves, fa_of, budgets, diffs, n0, n1, ours, where + part)
     gqa = arms[arms.arm == "GQA"]
-    one = [
+    one = [  # GQA keeps one K head in every layer at this budget (then so does every allocation)
         b
         for b in all_budgets
-        if "k_counts" in gqa and {"1"} == set("-".join(gqa[np.isclose(gqa.budget, b)].k_counts).split("-"))
+        if "k_counts" in gqa
+        and {"1"} == set("-".join(gqa[np.isclose(gqa.budget, b)].k_counts.dropna().astype(str)).split("-"))
     ]
     _adaptive_row(
         C, stmt["C10s"], all_budgets, at, lambda b, a: fused(b, a) and deployable(b, a), diffs, n0, n1, where, one

@@ -181,12 +181,15 @@ def load_source(spec: SmolSpec):
     return lm, tok
 
 
-def run(spec: SmolSpec, source=None, tok=None, progress: bool = True) -> dict[str, pd.DataFrame]:
+def run(
+    spec: SmolSpec, source=None, tok=None, progress: bool = True, progress_csv: Path | None = None
+) -> dict[str, pd.DataFrame]:
     """Every (seed, budget, arm) of ``spec`` on ``source`` (default: ``load_source``). Returns ``{"curves": one row
     per evaluation (seed, budget, arm, tokens, phase, loss, test_loss), "arms": one row per run (groups, steps,
     init and final losses, seconds), "at_budget": each arm's val and test loss at every N of
     spec.token_budgets, "source": the source's own val and test loss}`` and, with ``spec.decode_batches``,
-    ``"decode"`` (``decode_rows``)."""
+    ``"decode"`` (``decode_rows``). ``progress_csv``: the "arms" rows so far, rewritten as each arm finishes (a run
+    stopped at a device lease's limit still says how far it got and how long each arm took)."""
     from ... import data as hd
 
     if source is None:
@@ -257,6 +260,12 @@ def run(spec: SmolSpec, source=None, tok=None, progress: bool = True) -> dict[st
                     }
                 )
                 del r
+                if progress_csv is not None:
+                    from ...figures import _atomic_write
+
+                    Path(progress_csv).parent.mkdir(parents=True, exist_ok=True)
+                    done = pd.DataFrame(arms)
+                    _atomic_write(Path(progress_csv), lambda p, d=done: d.to_csv(p, index=False))
     curves = pd.DataFrame(curves)
     at = at_budget(curves, spec.token_budgets)
     from .data import lm_eval
