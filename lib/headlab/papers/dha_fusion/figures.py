@@ -297,13 +297,14 @@ def tableA7(a7: pd.DataFrame):
     )
 
 
-ARM_COLOURS = {
+ARM_COLOURS = {  # fixed colours (matplotlib's tab10), not the style's cycle: under the notebooks' colour-blind
+    # palette C3 and C1 are two oranges, and uniform + fusion and DHA-lite could not be told apart
     "source + CT": "grey",
-    "GQA": "C0",
-    "uniform + fusion": "C3",
-    "DHA-lite": "C1",
-    "DHA": "C2",
-    "DHA w/o fusion": "C4",
+    "GQA": "#1f77b4",
+    "uniform + fusion": "#d62728",
+    "DHA-lite": "#ff7f0e",
+    "DHA": "#2ca02c",
+    "DHA w/o fusion": "#9467bd",
     "first design": "grey",
 }
 
